@@ -1,0 +1,53 @@
+# One entry point for people and CI. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+# uv from PATH when present; otherwise bootstrapped into .tools/ with the machine's pip.
+UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
+# uv may not download interpreters here: use the machine's Python (FIELD_NOTES).
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
+RUN := $(UV) run --frozen --no-sync
+
+.PHONY: help install run test check lint typecheck pytest migrate print-config clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+.venv/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+install: .venv/.synced ## create .venv from uv.lock (exact versions, nothing else)
+
+run: install ## serve on http://127.0.0.1:8000 under Gunicorn (local PostgreSQL if no DATABASE_URL)
+	@HOST=$${HOST:-127.0.0.1} $(RUN) python -m devtools.run
+
+test: install check pytest ## lint, type-check and run every test against a throwaway PostgreSQL
+
+check: lint typecheck ## ruff and mypy --strict
+
+lint: install
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+typecheck: install
+	$(RUN) mypy
+
+pytest: install
+	$(RUN) pytest $(PYTEST_ARGS)
+
+migrate: install ## apply migrations to DATABASE_URL
+	$(RUN) alembic upgrade head
+
+print-config: install ## print the effective Gunicorn configuration as JSON
+	@$(RUN) python gunicorn_conf.py
+
+clean: ## remove the environment and the local database
+	rm -rf .venv .tools .local .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,45 @@
+"""The async engine: URL, pool, timeouts and TLS, all from `DatabaseSettings`.
+
+`create_async_engine` opens no connection, so building the engine cannot fail because the
+database is down; that is what lets the service start, report "not ready" and recover by itself
+(a failed lifespan startup would stop the whole Gunicorn master, FIELD_NOTES).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.db.tls import build_ssl_context
+from app.settings import DatabaseSettings
+
+
+def connect_args(settings: DatabaseSettings) -> dict[str, Any]:
+    """Keyword arguments for `asyncpg.connect()`."""
+    server_settings = {"application_name": settings.application_name}
+    if settings.statement_timeout_ms:
+        server_settings["statement_timeout"] = str(settings.statement_timeout_ms)
+    return {
+        "ssl": build_ssl_context(settings.sslmode, settings.sslrootcert),
+        "timeout": settings.connect_timeout,
+        "command_timeout": settings.command_timeout,
+        "server_settings": server_settings,
+    }
+
+
+def build_engine(url: URL, settings: DatabaseSettings, *, hide_parameters: bool) -> AsyncEngine:
+    """Create the pool for one worker process. Call in the lifespan, never at import."""
+    return create_async_engine(
+        url,
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_timeout=settings.pool_timeout,
+        pool_recycle=settings.pool_recycle,
+        pool_pre_ping=settings.pool_pre_ping,
+        # Bound parameters can hold personal data; keep them out of production error messages.
+        hide_parameters=hide_parameters,
+        echo=settings.echo,
+        connect_args=connect_args(settings),
+    )

@@ -1,0 +1,87 @@
+"""The readiness check: a cheap, time-bounded, cached and single-flight database ping.
+
+Kubelet probes every pod every few seconds, and a load balancer may probe too. Without a cache
+and a single flight, a slow database gets one extra query per probe per worker exactly when it
+can least afford it (FIELD_NOTES: probes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+log = structlog.get_logger("app.readiness")
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    ready: bool
+    reason: str | None = None
+
+
+class ReadinessCheck:
+    def __init__(
+        self,
+        engine: AsyncEngine | None,
+        *,
+        timeout: float,
+        cache_ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = engine
+        self._timeout = timeout
+        self._cache_ttl = cache_ttl
+        self._clock = clock
+        self._last: Readiness | None = None
+        self._last_at = 0.0
+        self._inflight: asyncio.Future[Readiness] | None = None
+        self._last_error: str | None = None
+
+    async def check(self) -> Readiness:
+        if self._last is not None and self._clock() - self._last_at < self._cache_ttl:
+            return self._last
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._probe())
+            self._inflight.add_done_callback(self._store)
+        # shield: a probe whose client hangs up must not cancel the check other probes wait on.
+        return await asyncio.shield(self._inflight)
+
+    def _store(self, future: asyncio.Future[Readiness]) -> None:
+        self._inflight = None
+        if future.cancelled() or future.exception() is not None:
+            return
+        result = future.result()
+        if self._last is None or result.ready != self._last.ready:
+            # Logged on change only: probes arrive every few seconds.
+            log.log(
+                20 if result.ready else 30,
+                "readiness_changed",
+                ready=result.ready,
+                reason=result.reason,
+                error=self._last_error,
+            )
+        self._last = result
+        self._last_at = self._clock()
+
+    async def _probe(self) -> Readiness:
+        if self._engine is None:
+            return Readiness(ready=False, reason="database not configured")
+        try:
+            async with asyncio.timeout(self._timeout), self._engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except TimeoutError:
+            self._last_error = f"no answer within {self._timeout} s"
+            return Readiness(ready=False, reason="database check timed out")
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the type is the reason
+            # The full message (a TLS verification failure, say) goes to the log, not the probe.
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            return Readiness(ready=False, reason=f"database unavailable ({type(exc).__name__})")
+        self._last_error = None
+        return Readiness(ready=True)

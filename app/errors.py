@@ -1,0 +1,126 @@
+"""Typed, status-coded errors and the one error format: RFC 9457 problem details.
+
+Every error the service returns is `application/problem+json` with `type`, `title`, `status`,
+`detail`; 5xx responses add an `error_id` that also appears in the log line holding the
+traceback. Handlers are registered by `install_error_handlers(app)`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+
+log = structlog.get_logger("app.errors")
+
+
+class AppError(Exception):
+    """Base for errors the service raises on purpose; subclasses pick the status."""
+
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal-error"
+
+    def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+
+class NotFound(AppError):
+    status = 404
+    slug = "not-found"
+
+
+class Conflict(AppError):
+    status = 409
+    slug = "conflict"
+
+
+class ServiceUnavailable(AppError):
+    status = 503
+    slug = "service-unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = 5) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    phrase = HTTPStatus(status).phrase
+    body: dict[str, Any] = {
+        # RFC 9457 3.1: "about:blank" means "the status code says it all".
+        "type": f"urn:problem:{slug}" if slug else "about:blank",
+        "title": phrase,
+        "status": status,
+        "detail": detail,
+    }
+    body.update(extra or {})
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
+
+
+async def _app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)  # noqa: S101 - registered for AppError only
+    return problem(exc.status, exc.detail, slug=exc.slug, headers=exc.headers)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
+    return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+def _field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    # Field path and reason only: never the rejected input, which may be a password or token.
+    return [
+        {"loc": [str(part) for part in error.get("loc", ())], "msg": error.get("msg", ""),
+         "type": error.get("type", "")}
+        for error in errors
+    ]
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
+    return problem(
+        422,
+        "The request is not valid; see `errors` for each field.",
+        slug="validation-error",
+        extra={"errors": _field_errors(exc.errors())},
+    )
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    error_id = uuid.uuid4().hex
+    log.error(
+        "unhandled_exception",
+        error_id=error_id,
+        method=request.method,
+        path=request.url.path,
+        exc_info=exc,
+    )
+    return problem(
+        500,
+        "An unexpected error occurred. Quote the error_id when reporting it.",
+        slug="internal-error",
+        extra={"error_id": error_id},
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unhandled)

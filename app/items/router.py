@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response, status
+
+from app.db.session import DbSession
+from app.errors import PROBLEM_JSON
+from app.items.repository import ItemRepository
+from app.items.schemas import (
+    PAGE_SIZE_DEFAULT,
+    PAGE_SIZE_MAX,
+    ItemCreate,
+    ItemPage,
+    ItemPublic,
+    ItemUpdate,
+)
+from app.items.service import ItemService
+
+
+def _service(session: DbSession) -> ItemService:
+    return ItemService(ItemRepository(session))
+
+
+Items = Annotated[ItemService, Depends(_service)]
+# Ids are BIGINT: a larger number is a 422, not a driver overflow error.
+ItemId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+_problem = {"content": {PROBLEM_JSON: {}}}
+router = APIRouter(
+    prefix="/items",
+    tags=["items"],
+    responses={422: _problem | {"description": "Invalid input"}},
+)
+_missing = {404: _problem | {"description": "No such item"}}
+_taken = {409: _problem | {"description": "Name already taken"}}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=_taken)
+async def create_item(data: ItemCreate, items: Items) -> ItemPublic:
+    return await items.create(data)
+
+
+@router.get("")
+async def list_items(
+    items: Items,
+    after: Annotated[int | None, Query(ge=0, description="Last id of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+) -> ItemPage:
+    return await items.page(after=after, limit=limit)
+
+
+@router.get("/{item_id}", responses=_missing)
+async def get_item(item_id: ItemId, items: Items) -> ItemPublic:
+    return await items.get(item_id)
+
+
+@router.patch("/{item_id}", responses=_missing | _taken)
+async def update_item(item_id: ItemId, data: ItemUpdate, items: Items) -> ItemPublic:
+    return await items.update(item_id, data)
+
+
+@router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_missing)
+async def delete_item(item_id: ItemId, items: Items) -> Response:
+    await items.delete(item_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

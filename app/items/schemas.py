@@ -1,0 +1,48 @@
+"""Wire shapes: `ItemCreate`/`ItemUpdate` in, `ItemPublic`/`ItemPage` out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from app.items.models import DESCRIPTION_MAX, NAME_MAX
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX)]
+Description = Annotated[str, Field(max_length=DESCRIPTION_MAX)]
+
+PAGE_SIZE_DEFAULT = 50
+PAGE_SIZE_MAX = 100
+
+
+class ItemCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    description: Description | None = None
+
+
+class ItemUpdate(BaseModel):
+    """Partial update: only the fields present in the body change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    description: Description | None = None
+
+
+class ItemPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ItemPage(BaseModel):
+    items: list[ItemPublic]
+    # Pass as `after` to get the next page; null on the last page.
+    next_after: int | None

@@ -1,0 +1,65 @@
+"""Item use cases. They flush to surface constraint violations; they never commit."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+
+from app.items.errors import ItemNameTaken, ItemNotFound
+from app.items.models import Item
+from app.items.repository import ItemRepository
+from app.items.schemas import ItemCreate, ItemPage, ItemPublic, ItemUpdate
+
+UNIQUE_VIOLATION = "23505"
+
+
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == UNIQUE_VIOLATION
+
+
+class ItemService:
+    def __init__(self, repository: ItemRepository) -> None:
+        self._items = repository
+
+    async def create(self, data: ItemCreate) -> ItemPublic:
+        item = Item(name=data.name, description=data.description)
+        self._items.add(item)
+        await self._flush(item)
+        return ItemPublic.model_validate(item)
+
+    async def get(self, item_id: int) -> ItemPublic:
+        return ItemPublic.model_validate(await self._load(item_id))
+
+    async def page(self, *, after: int | None, limit: int) -> ItemPage:
+        # One extra row tells whether another page exists without a COUNT.
+        rows = await self._items.page(after=after, limit=limit + 1)
+        items = [ItemPublic.model_validate(row) for row in rows[:limit]]
+        next_after = items[-1].id if len(rows) > limit else None
+        return ItemPage(items=items, next_after=next_after)
+
+    async def update(self, item_id: int, data: ItemUpdate) -> ItemPublic:
+        item = await self._load(item_id)
+        changes = data.model_dump(exclude_unset=True)
+        if changes.get("name", item.name) is None:
+            changes.pop("name")  # name is required: an explicit null leaves it unchanged
+        for field, value in changes.items():
+            setattr(item, field, value)
+        await self._flush(item)
+        return ItemPublic.model_validate(item)
+
+    async def delete(self, item_id: int) -> None:
+        await self._items.delete(await self._load(item_id))
+        await self._items.flush()
+
+    async def _load(self, item_id: int) -> Item:
+        item = await self._items.get(item_id)
+        if item is None:
+            raise ItemNotFound(item_id)
+        return item
+
+    async def _flush(self, item: Item) -> None:
+        try:
+            await self._items.flush(item)
+        except IntegrityError as exc:
+            if _is_unique_violation(exc):
+                raise ItemNameTaken from None
+            raise

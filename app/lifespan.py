@@ -1,0 +1,61 @@
+"""Per-worker resources: built when the worker starts serving, released when it stops.
+
+Everything here happens after Gunicorn forks (the app is not preloaded), so each worker gets its
+own engine and pool bound to its own event loop. Startup never touches the network: an
+unreachable database must not stop the worker (a failed lifespan startup stops the whole Gunicorn
+master), it only makes `/ready` answer 503 until the database is back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from app.db.engine import build_engine
+from app.db.readiness import ReadinessCheck
+from app.settings import Settings
+from app.state import Database, Resources, lifespan_state
+
+log = structlog.get_logger("app.lifespan")
+
+
+def make_lifespan(
+    settings: Settings,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        url = settings.database_url_object()
+        database = None
+        if url is None:
+            log.warning("database_not_configured", hint="set DATABASE_URL")
+        else:
+            engine = build_engine(url, settings.db, hide_parameters=settings.is_production)
+            database = Database(
+                engine=engine,
+                sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
+            )
+            log.info(
+                "database_configured",
+                url=url.render_as_string(hide_password=True),
+                sslmode=str(settings.db.sslmode),
+                pool_size=settings.db.pool_size,
+                max_overflow=settings.db.max_overflow,
+            )
+        readiness = ReadinessCheck(
+            database.engine if database else None,
+            timeout=settings.probes.ready_timeout,
+            cache_ttl=settings.probes.ready_cache_ttl,
+        )
+        try:
+            yield lifespan_state(Resources(settings, database, readiness))
+        finally:
+            if database is not None:
+                await database.engine.dispose()
+                log.info("database_disposed")
+
+    return lifespan

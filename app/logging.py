@@ -1,0 +1,94 @@
+"""structlog configuration: JSON lines in production, readable console lines in development.
+
+Standard-library loggers (gunicorn, uvicorn, sqlalchemy, alembic) are routed through the same
+structlog processors via `ProcessorFormatter`, so a production log is one JSON object per line
+whatever emitted it. Called by `create_app()` and by `gunicorn_conf.py`; never at import.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import sys
+from typing import Any
+
+import structlog
+from structlog.typing import Processor
+
+from app.settings import LogSettings
+
+
+def use_json(settings: LogSettings, *, production: bool) -> bool:
+    return settings.format == "json" or (settings.format == "auto" and production)
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+
+
+def dict_config(settings: LogSettings, *, production: bool) -> dict[str, Any]:
+    """A `logging.config.dictConfig` mapping; gunicorn takes it as `logconfig_dict`."""
+    renderer: Processor
+    if use_json(settings, production=production):
+        renderer = structlog.processors.JSONRenderer()
+        final: list[Processor] = [
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ]
+    else:
+        renderer = structlog.dev.ConsoleRenderer()
+        final = [structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "structlog",
+        "stream": "ext://sys.stderr",
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "structlog": {
+                "()": structlog.stdlib.ProcessorFormatter,
+                "processors": final,
+                "foreign_pre_chain": _shared_processors(),
+            }
+        },
+        "handlers": {"default": handler},
+        "root": {"handlers": ["default"], "level": settings.level},
+        "loggers": {
+            # Routed to root; gunicorn and uvicorn otherwise attach handlers of their own.
+            name: {"handlers": [], "propagate": True, "level": settings.level}
+            for name in ("gunicorn.error", "uvicorn", "uvicorn.error", "alembic")
+        }
+        # SQLAlchemy logs every statement at INFO; DB__ECHO turns that on when wanted.
+        | {"sqlalchemy": {"handlers": [], "propagate": True, "level": "WARNING"}}
+        | {
+            # The app writes one access line per request itself.
+            name: {"handlers": [], "propagate": False}
+            for name in ("gunicorn.access", "uvicorn.access")
+        },
+    }
+
+
+def configure_logging(settings: LogSettings, *, production: bool) -> None:
+    logging.config.dictConfig(dict_config(settings, production=production))
+    structlog.configure(
+        processors=[
+            *_shared_processors(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[settings.level]
+        ),
+        cache_logger_on_first_use=True,
+    )
+    if not sys.stderr.isatty():
+        logging.captureWarnings(True)

@@ -1,0 +1,296 @@
+"""Typed, grouped settings read from the environment once, at startup.
+
+Nothing here runs at import. `load_settings()` builds the one `Settings` object and turns a
+validation failure into a `SettingsError` whose message names every bad variable (by its
+environment name) and why, without ever echoing a value: secrets stay secret even when they are
+the thing that is wrong.
+
+Top-level names are the fixed interface (`APP_ENV`, `DATABASE_URL`, `SECRET_KEY`, `PORT`,
+`HOST`, `WEB_CONCURRENCY`); tuning knobs live in groups, read as `GROUP__FIELD`
+(`DB__POOL_SIZE`, `PROBES__READY_TIMEOUT`, ...). `.env.example` documents each one.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+AppEnv = Literal["development", "test", "production"]
+
+
+class SslMode(StrEnum):
+    """libpq's names for how hard to check the server (libpq "SSL Support" docs)."""
+
+    DISABLE = "disable"
+    REQUIRE = "require"
+    VERIFY_CA = "verify-ca"
+    VERIFY_FULL = "verify-full"
+
+
+def _problem(var: str, message: str) -> PydanticCustomError:
+    """An error that carries the environment variable it is about (see `_env_name`)."""
+    return PydanticCustomError("setting", "{var}: " + message, {"var": var})
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class DatabaseSettings(_Group):
+    """Pool, timeouts and TLS for the one PostgreSQL this service owns (`DB__*`)."""
+
+    # Each Gunicorn worker has its own pool: the database sees
+    # replicas x workers x (pool_size + max_overflow) connections (FIELD_NOTES: pool).
+    pool_size: Annotated[int, Field(ge=1, le=100)] = 5
+    max_overflow: Annotated[int, Field(ge=0, le=100)] = 5
+    # SQLAlchemy's 30 s default holds a request far past any sane deadline.
+    pool_timeout: Annotated[float, Field(gt=0, le=60)] = 3.0
+    pool_recycle: Annotated[int, Field(ge=-1)] = 1800
+    # Seen here: after a PostgreSQL restart the first request fails without it.
+    pool_pre_ping: bool = True
+    connect_timeout: Annotated[float, Field(gt=0, le=60)] = 3.0
+    # asyncpg cancels the query client-side after this; without it a query over a partitioned
+    # network waits forever (FIELD_NOTES: database pool).
+    command_timeout: Annotated[float, Field(gt=0, le=600)] = 5.0
+    # Server-side limit, below command_timeout so PostgreSQL normally stops the query itself.
+    statement_timeout_ms: Annotated[int, Field(ge=0)] = 4000
+    sslmode: SslMode = SslMode.REQUIRE
+    sslrootcert: Path | None = None
+    # Production refuses anything weaker than verify-full unless this is set on purpose.
+    allow_insecure_tls: bool = False
+    application_name: Annotated[str, Field(min_length=1, max_length=63)] = "app"
+    echo: bool = False
+
+    @model_validator(mode="after")
+    def _tls_needs_ca(self) -> Self:
+        verifying = self.sslmode in (SslMode.VERIFY_CA, SslMode.VERIFY_FULL)
+        if verifying and self.sslrootcert is None:
+            raise _problem(
+                "DB__SSLROOTCERT",
+                f"DB__SSLMODE={self.sslmode} needs the CA file that signed the server "
+                "certificate; set DB__SSLROOTCERT to its path",
+            )
+        if self.sslrootcert is not None and not self.sslrootcert.is_file():
+            raise _problem("DB__SSLROOTCERT", "is not a readable file")
+        if self.statement_timeout_ms and self.statement_timeout_ms / 1000 > self.command_timeout:
+            raise _problem(
+                "DB__STATEMENT_TIMEOUT_MS",
+                "must not exceed DB__COMMAND_TIMEOUT (seconds), so the server stops a slow "
+                "query before the client gives up on the connection",
+            )
+        return self
+
+
+class ProbeSettings(_Group):
+    """Readiness check bounds (`PROBES__*`). Kubelet's default probe timeout is 1 s."""
+
+    ready_timeout: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    # One database check serves every probe that arrives within this window.
+    ready_cache_ttl: Annotated[float, Field(ge=0, le=30)] = 1.0
+
+
+class ServerSettings(_Group):
+    """Gunicorn process management (`SERVER__*`); read by `gunicorn_conf.py` only."""
+
+    # Heartbeat: a worker whose event loop is blocked this long is killed and replaced. It does
+    # not bound a request (gunicorn settings docs); the app's own time limit does that.
+    timeout: Annotated[int, Field(ge=2, le=3600)] = 30
+    # How long SIGTERM waits for in-flight requests: at least the longest legitimate request.
+    graceful_timeout: Annotated[int, Field(ge=1, le=3600)] = 30
+    # Longer than the load balancer's idle timeout (AWS ALB: 60 s), or it reuses a connection
+    # the server just closed and the client gets a 502 (FIELD_NOTES: keep-alive).
+    keepalive: Annotated[int, Field(ge=1, le=3600)] = 75
+    backlog: Annotated[int, Field(ge=1, le=65535)] = 2048
+    # Comma-separated proxy addresses whose X-Forwarded-* headers are trusted ("*" = any).
+    forwarded_allow_ips: str = "127.0.0.1,::1"
+    workers_min: Annotated[int, Field(ge=1, le=64)] = 2
+    workers_max: Annotated[int, Field(ge=1, le=64)] = 8
+
+
+class LogSettings(_Group):
+    """Logging (`LOG__*`)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "auto": JSON in production, readable console lines elsewhere.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+# Placeholders people paste from examples; refusing them in production is cheap insurance.
+_PLACEHOLDER_WORDS = ("change", "secret", "example", "placeholder", "replace", "default", "xxxx")
+_MIN_SECRET_LENGTH = 32
+_MIN_SECRET_DISTINCT = 10
+# Query parameters SQLAlchemy passes straight to asyncpg.connect(); libpq's names would crash
+# there with TypeError (sqlalchemy#6275), so they are refused with the setting to use instead.
+_URL_PARAMS_ALLOWED = frozenset({"host"})
+_URL_PARAM_HINTS = {
+    "sslmode": "set DB__SSLMODE instead",
+    "sslrootcert": "set DB__SSLROOTCERT instead",
+    "ssl": "set DB__SSLMODE instead",
+}
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_nested_delimiter="__",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
+    )
+
+    app_env: AppEnv = "development"
+    database_url: Annotated[SecretStr | None, Field(validate_default=True)] = None
+    secret_key: Annotated[SecretStr | None, Field(validate_default=True)] = None
+    host: Annotated[str, Field(min_length=1)] = "0.0.0.0"  # noqa: S104 - containers must listen on all interfaces
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    web_concurrency: Annotated[int | None, Field(ge=1, le=64)] = None
+
+    db: DatabaseSettings = DatabaseSettings()
+    probes: ProbeSettings = ProbeSettings()
+    server: ServerSettings = ServerSettings()
+    log: LogSettings = LogSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            if info.data.get("app_env") == "production":
+                raise _problem("DATABASE_URL", "is required when APP_ENV=production")
+            return None
+        url = _parse_database_url(value.get_secret_value())
+        return SecretStr(url.render_as_string(hide_password=False))
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret_key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        production = info.data.get("app_env") == "production"
+        if value is None or not value.get_secret_value():
+            if production:
+                raise _problem("SECRET_KEY", "is required when APP_ENV=production")
+            return None
+        secret = value.get_secret_value()
+        if len(secret) < _MIN_SECRET_LENGTH:
+            raise _problem("SECRET_KEY", f"must be at least {_MIN_SECRET_LENGTH} characters long")
+        if production and (
+            len(set(secret)) < _MIN_SECRET_DISTINCT
+            or any(word in secret.lower() for word in _PLACEHOLDER_WORDS)
+            or set(secret) <= set(string.digits)
+        ):
+            raise _problem(
+                "SECRET_KEY",
+                "looks like a placeholder or a weak value; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`",
+            )
+        return value
+
+    @field_validator("db")
+    @classmethod
+    def _production_tls(cls, value: DatabaseSettings, info: ValidationInfo) -> DatabaseSettings:
+        if (
+            info.data.get("app_env") == "production"
+            and value.sslmode != SslMode.VERIFY_FULL
+            and not value.allow_insecure_tls
+        ):
+            raise _problem(
+                "DB__SSLMODE",
+                f"is {value.sslmode} but production needs verify-full (with DB__SSLROOTCERT); "
+                "set DB__ALLOW_INSECURE_TLS=true to accept a weaker mode on purpose",
+            )
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    def database_url_object(self) -> URL | None:
+        """The URL as SQLAlchemy's `URL`; render it with the password hidden when logging."""
+        if self.database_url is None:
+            return None
+        return make_url(self.database_url.get_secret_value())
+
+
+def _parse_database_url(raw: str) -> URL:
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise _problem("DATABASE_URL", "is not a database URL") from None
+    if url.drivername in ("postgres", "postgresql", "postgresql+asyncpg"):
+        url = url.set(drivername="postgresql+asyncpg")
+    else:
+        raise _problem(
+            "DATABASE_URL",
+            f"uses driver '{url.drivername}'; this service speaks PostgreSQL through asyncpg "
+            "(postgresql:// or postgresql+asyncpg://)",
+        )
+    unknown = sorted(set(url.query) - _URL_PARAMS_ALLOWED)
+    if unknown:
+        hints = "; ".join(
+            f"'{name}': {_URL_PARAM_HINTS.get(name, 'not supported here')}" for name in unknown
+        )
+        raise _problem(
+            "DATABASE_URL",
+            f"has query parameters asyncpg would not understand ({hints})",
+        )
+    if not url.database:
+        raise _problem("DATABASE_URL", "names no database")
+    return url
+
+
+class SettingsError(Exception):
+    """The environment does not describe a runnable service; the message says how."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            f"Invalid configuration ({len(problems)} problem"
+            f"{'s' if len(problems) != 1 else ''}):\n{lines}"
+        )
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return "__".join(str(part) for part in loc).upper() or "(settings)"
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    ctx = error.get("ctx") or {}
+    if error["type"] == "setting":
+        return str(error["msg"])  # already starts with its variable's name
+    name = _env_name(tuple(error["loc"]))
+    if error["type"] == "extra_forbidden":
+        return f"{name}: is not a known setting"
+    if "var" in ctx:
+        name = str(ctx["var"])
+    return f"{name}: {error['msg']}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment (and `.env`), plus explicit overrides.
+
+    Raises `SettingsError` naming every bad variable; never includes a value.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = [_describe(error) for error in exc.errors(include_url=False, include_input=False)]
+        raise SettingsError(problems) from None

@@ -1,0 +1,70 @@
+"""`make run`: the production command, plus a project-local PostgreSQL when none is given.
+
+With `DATABASE_URL` set: migrate it, then run Gunicorn exactly as production does. Without it:
+create (once) or start the cluster in `.local/postgres` from the installed server binaries,
+point the service at it with `verify-full` TLS, migrate, run Gunicorn, and stop the cluster
+again when Gunicorn exits (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from devtools.pgcluster import PgCluster
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_CLUSTER = ROOT / ".local" / "postgres"
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn_conf.py", "app.main:app"]
+
+
+def _say(message: str) -> None:
+    print(f"[make run] {message}", file=sys.stderr, flush=True)  # noqa: T201 - CLI output
+
+
+def _local_cluster() -> PgCluster:
+    cluster = PgCluster.load(LOCAL_CLUSTER)
+    if cluster is None:
+        _say(f"creating a PostgreSQL cluster in {LOCAL_CLUSTER.relative_to(ROOT)} (first run)")
+        return PgCluster.create(LOCAL_CLUSTER)
+    if not cluster.is_running():
+        cluster.start()
+    return cluster
+
+
+def main() -> int:
+    env = dict(os.environ)
+    cluster = None
+    if not env.get("DATABASE_URL"):
+        cluster = _local_cluster()
+        env["DATABASE_URL"] = cluster.url()
+        env["DB__SSLMODE"] = "verify-full"
+        env["DB__SSLROOTCERT"] = str(cluster.ca_file)
+        _say(f"using the local PostgreSQL on localhost:{cluster.port} (TLS verify-full)")
+    try:
+        migrate = subprocess.run(
+            [sys.executable, "-m", "alembic", "upgrade", "head"], env=env, cwd=ROOT, check=False
+        )
+        if migrate.returncode != 0:
+            _say("migrations failed; not starting the server")
+            return migrate.returncode
+        host = env.get("HOST", "0.0.0.0")  # noqa: S104 - same default as the settings
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+        _say(f"open http://{shown}:{env.get('PORT', '8000')}/docs  (Ctrl-C stops)")
+        server = subprocess.Popen(GUNICORN, env=env, cwd=ROOT)
+        # Ctrl-C reaches Gunicorn directly (same process group); this process only waits for
+        # it. SIGTERM (e.g. from a supervisor) is passed on.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda *_: server.send_signal(signal.SIGTERM))
+        return server.wait()
+    finally:
+        if cluster is not None:
+            cluster.stop()
+            _say("local PostgreSQL stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Gunicorn configuration: `gunicorn -c gunicorn_conf.py app.main:app`.
+
+Reads the environment only, through the service's own settings, and never imports the FastAPI
+app. The settings are validated here, when Gunicorn reads this file: before it binds a socket or
+forks a worker. An invalid environment prints one message naming every bad variable and the
+master exits with status 2, instead of every worker failing and being restarted in a loop.
+
+`python gunicorn_conf.py` prints the effective configuration as JSON without starting anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.logging import dict_config
+from app.settings import Settings, SettingsError, load_settings
+
+
+def _usable_cpus() -> tuple[int, dict[str, Any]]:
+    """CPUs this process may really use: the affinity mask and the cgroup CPU quota.
+
+    `os.cpu_count()` and `multiprocessing.cpu_count()` count the host's cores and ignore a
+    container's quota (FIELD_NOTES; cpython#149452): 64 workers in a 2-CPU pod.
+    """
+    inputs: dict[str, Any] = {"affinity": len(os.sched_getaffinity(0))}
+    usable = float(inputs["affinity"])
+    quota = _cgroup_quota()
+    if quota is not None:
+        inputs["cgroup_quota"] = round(quota, 2)
+        usable = min(usable, quota)
+    return max(1, round(usable)), inputs
+
+
+def _cgroup_quota() -> float | None:
+    v2 = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "max 100000" or "200000 100000"
+    if v2.is_file():
+        limit, _, period = v2.read_text().strip().partition(" ")
+        return None if limit == "max" else int(limit) / int(period)
+    v1_quota = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+    v1_period = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+    if v1_quota.is_file() and v1_period.is_file():
+        quota = int(v1_quota.read_text())
+        return None if quota <= 0 else quota / int(v1_period.read_text())
+    return None
+
+
+def _workers(settings: Settings) -> tuple[int, dict[str, Any]]:
+    if settings.web_concurrency is not None:
+        return settings.web_concurrency, {"source": "WEB_CONCURRENCY"}
+    cpus, inputs = _usable_cpus()
+    # Async workers: one per usable CPU is enough; the floor keeps a second worker serving
+    # while one restarts, the cap keeps the database connection budget in reach.
+    low, high = settings.server.workers_min, settings.server.workers_max
+    return min(max(cpus, low), high), {"source": "cpus", **inputs, "min": low, "max": high}
+
+
+def _load() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201 - logging is not configured yet
+        raise SystemExit(2) from None
+
+
+_settings = _load()
+_server = _settings.server
+_workers_count, _workers_inputs = _workers(_settings)
+
+wsgi_app = "app.main:app"
+worker_class = "app.worker.Worker"
+workers = _workers_count
+# "[::]" binds IPv6 (and IPv4 where the OS maps it).
+bind = [f"[{_settings.host}]:{_settings.port}" if ":" in _settings.host
+        else f"{_settings.host}:{_settings.port}"]
+backlog = _server.backlog
+timeout = _server.timeout
+graceful_timeout = _server.graceful_timeout
+keepalive = _server.keepalive
+forwarded_allow_ips = _server.forwarded_allow_ips
+# Engines and pools must be created after fork, in each worker's lifespan (FIELD_NOTES: pool).
+preload_app = False
+# Gunicorn >= 25.1 opens a control socket under ~/.gunicorn by default; unused here, and an
+# error on a read-only root filesystem.
+control_socket_disable = True
+# The heartbeat file: on a tmpfs, not on a disk-backed or read-only root filesystem.
+worker_tmp_dir = "/dev/shm" if Path("/dev/shm").is_dir() else None  # noqa: S108 - tmpfs by design
+# The app logs one line per request itself; Gunicorn's access log would double it.
+accesslog = None
+logconfig_dict = dict_config(_settings.log, production=_settings.is_production)
+
+
+def effective() -> dict[str, Any]:
+    """What Gunicorn will run with, and why the worker count is what it is."""
+    return {
+        "bind": bind,
+        "workers": workers,
+        "workers_inputs": _workers_inputs,
+        "worker_class": worker_class,
+        "timeout": timeout,
+        "graceful_timeout": graceful_timeout,
+        "keepalive": keepalive,
+        "backlog": backlog,
+        "forwarded_allow_ips": forwarded_allow_ips,
+        "preload_app": preload_app,
+        "worker_tmp_dir": worker_tmp_dir,
+        "accesslog": accesslog,
+        "app_env": _settings.app_env,
+    }
+
+
+def on_starting(server: Any) -> None:
+    server.log.info("gunicorn_config %s", json.dumps(effective(), sort_keys=True))
+
+
+if __name__ == "__main__":
+    print(json.dumps(effective(), indent=2, sort_keys=True))  # noqa: T201 - CLI output
