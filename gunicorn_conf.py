@@ -62,7 +62,7 @@ def _load() -> Settings:
     try:
         return load_settings()
     except SettingsError as exc:
-        print(exc, file=sys.stderr)  # noqa: T201 - logging is not configured yet
+        print(exc, file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -74,8 +74,11 @@ wsgi_app = "app.main:app"
 worker_class = "app.worker.Worker"
 workers = _workers_count
 # "[::]" binds IPv6 (and IPv4 where the OS maps it).
-bind = [f"[{_settings.host}]:{_settings.port}" if ":" in _settings.host
-        else f"{_settings.host}:{_settings.port}"]
+bind = [
+    f"[{_settings.host}]:{_settings.port}"
+    if ":" in _settings.host
+    else f"{_settings.host}:{_settings.port}"
+]
 backlog = _server.backlog
 timeout = _server.timeout
 graceful_timeout = _server.graceful_timeout
@@ -117,4 +120,4 @@ def on_starting(server: Any) -> None:
 
 
 if __name__ == "__main__":
-    print(json.dumps(effective(), indent=2, sort_keys=True))  # noqa: T201 - CLI output
+    print(json.dumps(effective(), indent=2, sort_keys=True))

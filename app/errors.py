@@ -70,7 +70,9 @@ def problem(
         "detail": detail,
     }
     body.update(extra or {})
-    return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
+    return JSONResponse(
+        body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON
+    )
 
 
 async def _app_error(_: Request, exc: Exception) -> JSONResponse:
@@ -86,8 +88,11 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 def _field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     # Field path and reason only: never the rejected input, which may be a password or token.
     return [
-        {"loc": [str(part) for part in error.get("loc", ())], "msg": error.get("msg", ""),
-         "type": error.get("type", "")}
+        {
+            "loc": [str(part) for part in error.get("loc", ())],
+            "msg": error.get("msg", ""),
+            "type": error.get("type", ""),
+        }
         for error in errors
     ]
 

@@ -31,4 +31,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(items.router)
     app.include_router(api)
     return app
-

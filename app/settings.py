@@ -292,5 +292,7 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = [_describe(error) for error in exc.errors(include_url=False, include_input=False)]
+        problems = [
+            _describe(error) for error in exc.errors(include_url=False, include_input=False)
+        ]
         raise SettingsError(problems) from None

@@ -42,4 +42,3 @@ def resources(request: Request) -> Resources:
 def lifespan_state(found: Resources) -> dict[str, Resources]:
     """What the lifespan yields; Starlette copies it into every request's `request.state`."""
     return {_KEY: found}
-

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from uvicorn_worker import UvicornWorker
+from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]  # ships no py.typed
 
 # Seconds kept between uvicorn giving up on in-flight requests and Gunicorn's SIGKILL.
 SHUTDOWN_MARGIN = 2
 
 
-class Worker(UvicornWorker):
+class Worker(UvicornWorker):  # type: ignore[misc]  # base is untyped (Any)
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         "loop": "auto",  # uvloop and httptools from uvicorn[standard]: about twice h11/asyncio
         "http": "auto",

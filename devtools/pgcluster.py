@@ -88,9 +88,15 @@ class Certificates:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -154,7 +160,9 @@ class PgCluster:
         cluster._initdb()
         cluster._write_tls()
         cluster.write_conf()
-        (base / STATE_FILE).write_text(json.dumps({"port": cluster.port, "password": cluster.password}))
+        (base / STATE_FILE).write_text(
+            json.dumps({"port": cluster.port, "password": cluster.password})
+        )
         (base / STATE_FILE).chmod(0o600)
         cluster.start()
         cluster.psql(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{cluster.password}'")
@@ -175,9 +183,18 @@ class PgCluster:
         _chown_to_server_user(pwfile)
         try:
             self._pg(
-                "initdb", "-D", str(self.data), "-U", "postgres", f"--pwfile={pwfile}",
-                "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8",
-                "--locale=C", "--no-sync",
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                f"--pwfile={pwfile}",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
             )
         finally:
             pwfile.unlink()
@@ -221,7 +238,9 @@ class PgCluster:
         )
 
     def start(self) -> None:
-        self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.log_file), "-w", "-t", "30", "start")
+        self._pg(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log_file), "-w", "-t", "30", "start"
+        )
 
     def stop(self, mode: str = "fast") -> None:
         if self.is_running():
@@ -252,11 +271,24 @@ class PgCluster:
     # -- administration ------------------------------------------------------------------
 
     def psql(self, sql: str, database: str = "postgres") -> str:
-        result = self._pg(
-            "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", str(self.data),
-            "-p", str(self.port), "-U", "postgres", "-d", database, "-c", sql,
+        return self._pg(
+            "psql",
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(self.data),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-c",
+            sql,
         )
-        return result
 
     def create_database(self, name: str) -> None:
         self.psql(f'CREATE DATABASE "{name}" OWNER {APP_USER}')

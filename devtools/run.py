@@ -17,19 +17,20 @@ from pathlib import Path
 from devtools.pgcluster import PgCluster
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL_CLUSTER = ROOT / ".local" / "postgres"
+DEFAULT_CLUSTER_DIR = ROOT / ".local" / "postgres"
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn_conf.py", "app.main:app"]
 
 
 def _say(message: str) -> None:
-    print(f"[make run] {message}", file=sys.stderr, flush=True)  # noqa: T201 - CLI output
+    print(f"[make run] {message}", file=sys.stderr, flush=True)
 
 
 def _local_cluster() -> PgCluster:
-    cluster = PgCluster.load(LOCAL_CLUSTER)
+    where = Path(os.environ.get("DEV_PG_DIR") or DEFAULT_CLUSTER_DIR)
+    cluster = PgCluster.load(where)
     if cluster is None:
-        _say(f"creating a PostgreSQL cluster in {LOCAL_CLUSTER.relative_to(ROOT)} (first run)")
-        return PgCluster.create(LOCAL_CLUSTER)
+        _say(f"creating a PostgreSQL cluster in {where} (first run, a few seconds)")
+        return PgCluster.create(where)
     if not cluster.is_running():
         cluster.start()
     return cluster

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
@@ -26,14 +26,15 @@ Items = Annotated[ItemService, Depends(_service)]
 # Ids are BIGINT: a larger number is a 422, not a driver overflow error.
 ItemId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
-_problem = {"content": {PROBLEM_JSON: {}}}
+Responses = dict[int | str, dict[str, Any]]
+_problem: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 router = APIRouter(
     prefix="/items",
     tags=["items"],
     responses={422: _problem | {"description": "Invalid input"}},
 )
-_missing = {404: _problem | {"description": "No such item"}}
-_taken = {409: _problem | {"description": "Name already taken"}}
+_missing: Responses = {404: _problem | {"description": "No such item"}}
+_taken: Responses = {409: _problem | {"description": "Name already taken"}}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=_taken)

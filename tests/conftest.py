@@ -1,0 +1,57 @@
+"""Session fixtures: one throwaway PostgreSQL (TLS on, free port) for the whole run."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from app.factory import create_app
+from app.settings import Settings
+from devtools.pgcluster import PgCluster
+from tests.support import make_settings, migrate
+
+
+def new_cluster() -> PgCluster:
+    base = Path(tempfile.mkdtemp(prefix="app-test-pg-"))
+    base.chmod(0o755)  # PostgreSQL runs as another user when the tests run as root
+    return PgCluster.create(base / "cluster")
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgCluster]:
+    cluster = new_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+        cluster.base.parent.rmdir()
+
+
+@pytest.fixture(scope="session")
+def migrated(pg: PgCluster) -> PgCluster:
+    migrate(make_settings(pg))
+    return pg
+
+
+@pytest.fixture
+def settings(migrated: PgCluster) -> Settings:
+    migrated.psql("TRUNCATE items RESTART IDENTITY", database="app")
+    return make_settings(migrated)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The whole app in-process, lifespan included, talking to the real database."""
+    app = create_app(settings)
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
+        ) as http,
+    ):
+        yield http

@@ -1,0 +1,78 @@
+"""Misconfiguration through the real command: one message, non-zero exit, nothing bound.
+
+Gunicorn reads `gunicorn_conf.py`, which validates the settings before it binds or forks, so the
+message appears once and the master exits instead of workers failing in a loop.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from devtools.pgcluster import free_port
+from tests.support import ROOT, clean_env
+
+SECRET = "Sup3r-Secret-Value-kq81"
+GOOD_URL = f"postgresql://app:{SECRET}@db.internal/app"
+STRONG_KEY = "q7Vb2kLm9XzR4tYp8WnE3sHj6GfD1cAu"
+
+CASES: dict[str, tuple[dict[str, str], str]] = {
+    "missing DATABASE_URL in production": (
+        {"APP_ENV": "production", "SECRET_KEY": SECRET * 3, "DB__ALLOW_INSECURE_TLS": "true"},
+        "DATABASE_URL",
+    ),
+    "short SECRET_KEY": ({"SECRET_KEY": SECRET}, "SECRET_KEY"),
+    "bad APP_ENV": ({"APP_ENV": "staging", "SECRET_KEY": SECRET}, "APP_ENV"),
+    "negative pool size": ({"DB__POOL_SIZE": "-3", "DATABASE_URL": GOOD_URL}, "DB__POOL_SIZE"),
+    "unknown TLS mode": ({"DB__SSLMODE": "prefer-ish", "DATABASE_URL": GOOD_URL}, "DB__SSLMODE"),
+    "verify-full without a CA": (
+        {"DB__SSLMODE": "verify-full", "DATABASE_URL": GOOD_URL},
+        "DB__SSLROOTCERT",
+    ),
+    "sslmode in the URL": ({"DATABASE_URL": GOOD_URL + "?sslmode=verify-full"}, "DATABASE_URL"),
+    "non-integer PORT": ({"PORT": "eighty", "SECRET_KEY": SECRET}, "PORT"),
+    "production with weak TLS": (
+        {
+            "APP_ENV": "production",
+            "SECRET_KEY": STRONG_KEY,
+            "DATABASE_URL": GOOD_URL,
+            "DB__SSLMODE": "require",
+        },
+        "DB__SSLMODE",
+    ),
+}
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_gunicorn_refuses_to_start_and_names_the_variable(case: str) -> None:
+    env_overrides, variable = CASES[case]
+    port = free_port()
+    env = clean_env(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="1")
+    env.update(env_overrides)
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn_conf.py", "app.main:app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert output.count("Invalid configuration") == 1
+    assert f"  - {variable}:" in output
+    assert SECRET not in output
+    assert "Traceback" not in output
+    assert "Listening at" not in output
+    assert "Booting worker" not in output
+    assert port_is_free(port)

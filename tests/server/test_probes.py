@@ -1,0 +1,75 @@
+"""Probes through real Gunicorn while the test stops and starts its own PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devtools.pgcluster import PgCluster
+from tests.conftest import new_cluster
+from tests.support import db_env, gunicorn, make_settings, migrate, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def own_pg() -> Iterator[PgCluster]:
+    """A cluster of this module's own, so stopping it does not disturb other tests."""
+    cluster = new_cluster()
+    migrate(make_settings(cluster))
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+        cluster.base.parent.rmdir()
+
+
+def ready_status(base_url: str) -> tuple[int, dict[str, object]]:
+    response = httpx.get(f"{base_url}/ready", timeout=2.0)
+    return response.status_code, response.json()
+
+
+def test_health_stays_up_and_ready_follows_the_database(own_pg: PgCluster, tmp_path: Path) -> None:
+    own_pg.start() if not own_pg.is_running() else None
+    with gunicorn(db_env(own_pg), tmp_path / "gunicorn.log", workers=2) as server:
+        wait_for(f"{server.base_url}/ready", status=200)
+
+        own_pg.stop()
+        stopped_at = time.monotonic()
+        wait_for(f"{server.base_url}/ready", status=503, timeout=5)
+        status, body = ready_status(server.base_url)
+        assert status == 503
+        assert body["status"] == "not ready"
+        assert "database" in str(body["reason"])
+        for _ in range(20):
+            health = httpx.get(f"{server.base_url}/health", timeout=2.0)
+            assert health.status_code == 200
+        item = httpx.get(f"{server.base_url}/api/v1/items/1", timeout=10.0)
+        assert item.status_code >= 500
+        assert "Traceback" not in item.text
+        assert time.monotonic() - stopped_at < 15
+
+        own_pg.start()
+        wait_for(f"{server.base_url}/ready", status=200, timeout=10)
+        created = httpx.post(f"{server.base_url}/api/v1/items", json={"name": "after-restart"})
+        assert created.status_code == 201
+        assert server.process.poll() is None
+
+
+def test_service_started_while_database_is_down_boots_and_becomes_ready(
+    own_pg: PgCluster, tmp_path: Path
+) -> None:
+    own_pg.stop()
+    with gunicorn(db_env(own_pg), tmp_path / "gunicorn.log", workers=1) as server:
+        wait_for(f"{server.base_url}/health", status=200)
+        status, body = ready_status(server.base_url)
+        assert status == 503, body
+        assert server.process.poll() is None  # the master did not give up
+
+        own_pg.start()
+        wait_for(f"{server.base_url}/ready", status=200, timeout=10)
+        assert httpx.get(f"{server.base_url}/api/v1/items").status_code == 200

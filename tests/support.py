@@ -1,0 +1,120 @@
+"""Helpers shared by the tests: settings for the throwaway database, real Gunicorn processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from alembic import command
+from alembic.config import Config
+
+from app.settings import Settings
+from devtools.pgcluster import PgCluster, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+# Variables a developer's shell might carry that would change what a test means.
+_OWN_PREFIXES = ("APP_", "DB__", "PROBES__", "SERVER__", "LOG__")
+_OWN_NAMES = {"DATABASE_URL", "SECRET_KEY", "PORT", "HOST", "WEB_CONCURRENCY"}
+
+
+def db_env(cluster: PgCluster, database: str = "app") -> dict[str, str]:
+    """Environment that points the service at `cluster` over verify-full TLS."""
+    return {
+        "DATABASE_URL": cluster.url(database),
+        "DB__SSLMODE": "verify-full",
+        "DB__SSLROOTCERT": str(cluster.ca_file),
+    }
+
+
+def make_settings(cluster: PgCluster | None, database: str = "app", **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"app_env": "test", "_env_file": None}
+    if cluster is not None:
+        values["database_url"] = cluster.url(database)
+        values["db"] = {"sslmode": "verify-full", "sslrootcert": cluster.ca_file}
+    values.update(overrides)
+    return Settings(**values)
+
+
+def migrate(settings: Settings) -> None:
+    config = Config(toml_file=str(ROOT / "pyproject.toml"))
+    config.attributes["settings"] = settings
+    command.upgrade(config, "head")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in _OWN_NAMES and not key.startswith(_OWN_PREFIXES)
+    }
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    port: int
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+
+def wait_for(url: str, *, status: int = 200, timeout: float = 20.0) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    last: str = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=1.0)
+        except httpx.TransportError as exc:
+            last = repr(exc)
+        else:
+            if response.status_code == status:
+                return response
+            last = f"{response.status_code} {response.text}"
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer {status} within {timeout} s (last: {last})")
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], log_path: Path, *, workers: int = 1) -> Iterator[Server]:
+    """The production command, `gunicorn -c gunicorn_conf.py app.main:app`, on loopback."""
+    port = free_port()
+    full_env = clean_env(
+        APP_ENV="test", HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY=str(workers)
+    )
+    full_env.update(env)
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn_conf.py", "app.main:app"],
+            cwd=ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    server = Server(process, port, log_path)
+    try:
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -1,0 +1,130 @@
+"""Settings validation in-process: every problem named by its variable, no value echoed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from app.settings import Settings, SettingsError, SslMode, load_settings
+
+STRONG_SECRET = "q7Vb2kLm9XzR4tYp8WnE3sHj6GfD1cAu"
+SECRET_IN_URL = "pw-Zq81-not-for-logs"
+
+
+def problems(**env: object) -> list[str]:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None, **env)
+    return caught.value.problems
+
+
+def test_all_problems_are_reported_together_by_variable_name() -> None:
+    found = problems(
+        app_env="production", port="http", db={"pool_size": -1, "sslmode": "sometimes"}
+    )
+    names = {line.split(":", 1)[0] for line in found}
+    assert names == {"DATABASE_URL", "SECRET_KEY", "PORT", "DB__POOL_SIZE", "DB__SSLMODE"}
+
+
+def test_short_secret_is_refused_without_echoing_it() -> None:
+    found = problems(secret_key="tooshort-hush")
+    assert found[0].startswith("SECRET_KEY:")
+    assert "tooshort-hush" not in str(found)
+
+
+@pytest.mark.parametrize(
+    "secret", ["changeme-changeme-changeme-changeme", "a" * 40, "1234567890" * 4]
+)
+def test_placeholder_secret_is_refused_in_production(secret: str, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("x")
+    found = problems(
+        app_env="production",
+        secret_key=secret,
+        database_url="postgresql://u:p@db/app",
+        db={"sslmode": "verify-full", "sslrootcert": ca},
+    )
+    assert [line.split(":", 1)[0] for line in found] == ["SECRET_KEY"]
+    assert secret not in str(found)
+
+
+def test_valid_production_settings_load(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("x")
+    settings = load_settings(
+        _env_file=None,
+        app_env="production",
+        secret_key=STRONG_SECRET,
+        database_url=f"postgres://app:{SECRET_IN_URL}@db.internal:5432/app",
+        db={"sslmode": "verify-full", "sslrootcert": ca},
+    )
+    url = settings.database_url_object()
+    assert url is not None
+    assert url.drivername == "postgresql+asyncpg"
+    assert SECRET_IN_URL not in url.render_as_string(hide_password=True)
+    assert SECRET_IN_URL not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("query", "hint"),
+    [("sslmode=require", "DB__SSLMODE"), ("sslrootcert=/ca.pem", "DB__SSLROOTCERT")],
+)
+def test_libpq_parameters_in_the_url_point_to_the_setting(query: str, hint: str) -> None:
+    found = problems(database_url=f"postgresql://u:{SECRET_IN_URL}@db/app?{query}")
+    assert found[0].startswith("DATABASE_URL:")
+    assert hint in found[0]
+    assert SECRET_IN_URL not in str(found)
+
+
+def test_other_drivers_are_refused() -> None:
+    found = problems(database_url="mysql://u:p@db/app")
+    assert found[0].startswith("DATABASE_URL:")
+
+
+def test_verifying_tls_needs_a_ca_file(tmp_path: Path) -> None:
+    assert problems(db={"sslmode": "verify-full"})[0].startswith("DB__SSLROOTCERT:")
+    missing = tmp_path / "absent.crt"
+    assert problems(db={"sslmode": "verify-ca", "sslrootcert": missing})[0].startswith(
+        "DB__SSLROOTCERT:"
+    )
+
+
+def test_production_refuses_weak_tls_unless_overridden() -> None:
+    base = {
+        "app_env": "production",
+        "secret_key": STRONG_SECRET,
+        "database_url": "postgresql://u:p@db/app",
+    }
+    assert problems(**base, db={"sslmode": "require"})[0].startswith("DB__SSLMODE:")
+    allowed = load_settings(
+        _env_file=None, **base, db={"sslmode": "require", "allow_insecure_tls": True}
+    )
+    assert allowed.db.sslmode is SslMode.REQUIRE
+
+
+def test_statement_timeout_must_stay_below_command_timeout() -> None:
+    found = problems(db={"statement_timeout_ms": 9000, "command_timeout": 5})
+    assert found[0].startswith("DB__STATEMENT_TIMEOUT_MS:")
+
+
+def test_environment_variables_use_group_delimiter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DB__POOL_SIZE", "3")
+    monkeypatch.setenv("PROBES__READY_TIMEOUT", "0.25")
+    settings = load_settings(_env_file=None)
+    assert settings.db.pool_size == 3
+    assert settings.probes.ready_timeout == 0.25
+
+
+def test_every_setting_is_documented_in_env_example() -> None:
+    """`.env.example` is the settings reference: each variable appears there as `NAME=`."""
+    documented = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    names = []
+    for field, info in Settings.model_fields.items():
+        group = info.annotation
+        if isinstance(group, type) and issubclass(group, BaseModel):
+            names += [f"{field}__{sub}".upper() for sub in group.model_fields]
+        else:
+            names.append(field.upper())
+    missing = [name for name in names if f"{name}=" not in documented]
+    assert missing == []
