@@ -74,9 +74,13 @@ class Server:
         return self.log_path.read_text()
 
 
-def wait_for(url: str, *, status: int = 200, timeout: float = 20.0) -> httpx.Response:
+def wait_for(
+    url: str, *, status: int = 200, timeout: float = 20.0, consecutive: int = 1
+) -> httpx.Response:
+    """Poll until `url` answers `status` `consecutive` times in a row (workers cache apart)."""
     deadline = time.monotonic() + timeout
     last: str = "no answer"
+    streak = 0
     while time.monotonic() < deadline:
         try:
             response = httpx.get(url, timeout=1.0)
@@ -84,7 +88,11 @@ def wait_for(url: str, *, status: int = 200, timeout: float = 20.0) -> httpx.Res
             last = repr(exc)
         else:
             if response.status_code == status:
-                return response
+                streak += 1
+                if streak >= consecutive:
+                    return response
+                continue
+            streak = 0
             last = f"{response.status_code} {response.text}"
         time.sleep(0.1)
     raise AssertionError(f"{url} did not answer {status} within {timeout} s (last: {last})")

@@ -34,13 +34,15 @@ def ready_status(base_url: str) -> tuple[int, dict[str, object]]:
 
 
 def test_health_stays_up_and_ready_follows_the_database(own_pg: PgCluster, tmp_path: Path) -> None:
-    own_pg.start() if not own_pg.is_running() else None
+    if not own_pg.is_running():
+        own_pg.start()
     with gunicorn(db_env(own_pg), tmp_path / "gunicorn.log", workers=2) as server:
         wait_for(f"{server.base_url}/ready", status=200)
 
         own_pg.stop()
         stopped_at = time.monotonic()
-        wait_for(f"{server.base_url}/ready", status=503, timeout=5)
+        # Each worker caches its own answer for PROBES__READY_CACHE_TTL (1 s): ask until both agree.
+        wait_for(f"{server.base_url}/ready", status=503, timeout=5, consecutive=6)
         status, body = ready_status(server.base_url)
         assert status == 503
         assert body["status"] == "not ready"
@@ -54,7 +56,7 @@ def test_health_stays_up_and_ready_follows_the_database(own_pg: PgCluster, tmp_p
         assert time.monotonic() - stopped_at < 15
 
         own_pg.start()
-        wait_for(f"{server.base_url}/ready", status=200, timeout=10)
+        wait_for(f"{server.base_url}/ready", status=200, timeout=10, consecutive=6)
         created = httpx.post(f"{server.base_url}/api/v1/items", json={"name": "after-restart"})
         assert created.status_code == 201
         assert server.process.poll() is None
