@@ -7,20 +7,16 @@ traceback. Handlers are registered by `install_error_handlers(app)`.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
-import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
-
-log = structlog.get_logger("app.errors")
 
 
 class AppError(Exception):
@@ -107,25 +103,7 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    error_id = uuid.uuid4().hex
-    log.error(
-        "unhandled_exception",
-        error_id=error_id,
-        method=request.method,
-        path=request.url.path,
-        exc_info=exc,
-    )
-    return problem(
-        500,
-        "An unexpected error occurred. Quote the error_id when reporting it.",
-        slug="internal-error",
-        extra={"error_id": error_id},
-    )
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unhandled)

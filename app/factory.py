@@ -9,6 +9,7 @@ from app.errors import install_error_handlers
 from app.items import router as items
 from app.lifespan import make_lifespan
 from app.logging import configure_logging
+from app.middleware.errors import UnhandledErrorMiddleware
 from app.settings import Settings, load_settings
 
 
@@ -26,6 +27,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
+    # Added first, so it sits innermost of our middleware (each add wraps the previous ones).
+    app.add_middleware(UnhandledErrorMiddleware)
     app.include_router(health.router)
     api = APIRouter(prefix="/api/v1")
     api.include_router(items.router)
