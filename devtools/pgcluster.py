@@ -61,6 +61,17 @@ def _run_as() -> list[str]:
     return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
 
+def server_user_can_reach(path: Path) -> bool:
+    """Whether the user PostgreSQL runs as may enter `path` (or its nearest existing parent)."""
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not _run_as():
+        return os.access(existing, os.X_OK)
+    result = subprocess.run([*_run_as(), "test", "-x", str(existing)], check=False)
+    return result.returncode == 0
+
+
 def _chown_to_server_user(path: Path) -> None:
     if os.geteuid() == 0:
         entry = pwd.getpwnam("postgres")

@@ -8,13 +8,14 @@ again when Gunicorn exits (Ctrl-C).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from devtools.pgcluster import PgCluster
+from devtools.pgcluster import PgCluster, server_user_can_reach
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLUSTER_DIR = ROOT / ".local" / "postgres"
@@ -25,8 +26,22 @@ def _say(message: str) -> None:
     print(f"[make run] {message}", file=sys.stderr, flush=True)
 
 
+def _cluster_dir() -> Path:
+    if given := os.environ.get("DEV_PG_DIR"):
+        return Path(given).resolve()
+    if server_user_can_reach(DEFAULT_CLUSTER_DIR):
+        return DEFAULT_CLUSTER_DIR
+    # As root, PostgreSQL runs as `postgres`, which cannot enter a checkout under a private
+    # folder (/root, a mktemp dir). Use a folder of this checkout's own under /var/tmp instead.
+    tag = hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
+    fallback = Path("/var/tmp") / f"app-devdb-{tag}"  # noqa: S108 - reused across runs on purpose
+    fallback.mkdir(mode=0o755, exist_ok=True)
+    _say(f"{DEFAULT_CLUSTER_DIR} is not reachable by the postgres user; using {fallback}")
+    return fallback / "postgres"
+
+
 def _local_cluster() -> PgCluster:
-    where = Path(os.environ.get("DEV_PG_DIR") or DEFAULT_CLUSTER_DIR)
+    where = _cluster_dir()
     cluster = PgCluster.load(where)
     if cluster is None:
         _say(f"creating a PostgreSQL cluster in {where} (first run, a few seconds)")
