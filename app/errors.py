@@ -14,9 +14,32 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 PROBLEM_JSON = "application/problem+json"
+# Where the request id lives in `scope["state"]`: the 500 path runs outside the middleware that
+# binds it to the logging context, so it must be readable from the scope (STYLE: traps).
+REQUEST_ID_KEY = "request_id"
+
+
+class FieldError(BaseModel):
+    loc: list[str]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """The one error body (RFC 9457), as declared in the OpenAPI schema for every 4xx/5xx."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    request_id: str | None
+    error_id: str | None = None  # 5xx from unexpected errors: also in the log line
+    errors: list[FieldError] | None = None  # 422: one entry per invalid field
 
 
 class AppError(Exception):
@@ -49,10 +72,17 @@ class ServiceUnavailable(AppError):
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
+def request_id_of(scope: Scope) -> str | None:
+    """The id `RequestContextMiddleware` stored for this request (None outside it)."""
+    state = scope.get("state")
+    return state.get(REQUEST_ID_KEY) if isinstance(state, dict) else None
+
+
 def problem(
     status: int,
     detail: str,
     *,
+    scope: Scope,
     slug: str | None = None,
     headers: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
@@ -64,6 +94,7 @@ def problem(
         "title": phrase,
         "status": status,
         "detail": detail,
+        "request_id": request_id_of(scope),
     }
     body.update(extra or {})
     return JSONResponse(
@@ -71,14 +102,14 @@ def problem(
     )
 
 
-async def _app_error(_: Request, exc: Exception) -> JSONResponse:
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)  # noqa: S101 - registered for AppError only
-    return problem(exc.status, exc.detail, slug=exc.slug, headers=exc.headers)
+    return problem(exc.status, exc.detail, scope=request.scope, slug=exc.slug, headers=exc.headers)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
-    return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+    return problem(exc.status_code, str(exc.detail), scope=request.scope, headers=exc.headers)
 
 
 def _field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
@@ -93,11 +124,12 @@ def _field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     ]
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
     return problem(
         422,
         "The request is not valid; see `errors` for each field.",
+        scope=request.scope,
         slug="validation-error",
         extra={"errors": _field_errors(exc.errors())},
     )

@@ -18,6 +18,23 @@ from structlog.typing import Processor
 from app.settings import LogSettings
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]  # typeshed: generic stream
+    """Writes to whatever `sys.stderr` is at emit time (like logging's last-resort handler), so
+    a test capturing stderr, or a server redirecting it, never leaves a handler on a closed
+    stream."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # a read-only view of the live stream
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
 def use_json(settings: LogSettings, *, production: bool) -> bool:
     return settings.format == "json" or (settings.format == "auto" and production)
 
@@ -42,13 +59,11 @@ def dict_config(settings: LogSettings, *, production: bool) -> dict[str, Any]:
             renderer,
         ]
     else:
-        renderer = structlog.dev.ConsoleRenderer()
+        # Plain tracebacks: rich's default shows every frame's locals, which took ~10 s for one
+        # SQLAlchemy stack here (blocking the event loop) and can print secrets into the log.
+        renderer = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
         final = [structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]
-    handler = {
-        "class": "logging.StreamHandler",
-        "formatter": "structlog",
-        "stream": "ext://sys.stderr",
-    }
+    handler = {"()": StderrHandler, "formatter": "structlog"}
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -29,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -107,6 +108,36 @@ class ProbeSettings(_Group):
     ready_cache_ttl: Annotated[float, Field(ge=0, le=30)] = 1.0
 
 
+def _comma_list(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
+
+
+class HttpSettings(_Group):
+    """Request handling limits and hardening (`HTTP__*`)."""
+
+    # A request still running after this many seconds is answered 504 and its handler is
+    # cancelled. Gunicorn's `timeout` does not do this for async workers (it is a heartbeat).
+    request_timeout: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    # Requests slower than this (ms, until the last body byte is sent) are logged as warnings.
+    slow_request_ms: Annotated[int, Field(ge=1)] = 1000
+    # Request bodies larger than this are refused with 413, counting the bytes actually received.
+    max_body_bytes: Annotated[int, Field(ge=1)] = 1_048_576
+    # Host header allow-list (comma-separated, "*.example.com" allowed). Required in production;
+    # /health and /ready answer whatever the Host, because the kubelet sends the pod IP.
+    allowed_hosts: CommaList = []
+    # Browser origins allowed by CORS (comma-separated). Empty: CORS off.
+    cors_origins: CommaList = []
+    # Strict-Transport-Security max-age in seconds; 0 = no header. Set it when served over TLS.
+    hsts_max_age: Annotated[int, Field(ge=0)] = 0
+    # Serve /docs and /openapi.json; unset = on except in production.
+    docs: bool | None = None
+
+
 class ServerSettings(_Group):
     """Gunicorn process management (`SERVER__*`); read by `gunicorn_conf.py` only."""
 
@@ -131,6 +162,11 @@ class LogSettings(_Group):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # "auto": JSON in production, readable console lines elsewhere.
     format: Literal["auto", "json", "console"] = "auto"
+    # One access line per request, written by the app (the servers' own access logs are off).
+    access: bool = True
+    # Share of successful /health and /ready requests that get an access line (0 to 1);
+    # failing probes are always logged. Kubelet probes every few seconds per pod.
+    probe_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
 
 
 # Placeholders people paste from examples; refusing them in production is cheap insurance.
@@ -167,6 +203,7 @@ class Settings(BaseSettings):
 
     db: DatabaseSettings = DatabaseSettings()
     probes: ProbeSettings = ProbeSettings()
+    http: HttpSettings = HttpSettings()
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
 
@@ -217,6 +254,39 @@ class Settings(BaseSettings):
                 "set DB__ALLOW_INSECURE_TLS=true to accept a weaker mode on purpose",
             )
         return value
+
+    @field_validator("http")
+    @classmethod
+    def _production_hosts(cls, value: HttpSettings, info: ValidationInfo) -> HttpSettings:
+        if info.data.get("app_env") == "production" and (
+            not value.allowed_hosts or "*" in value.allowed_hosts
+        ):
+            raise _problem(
+                "HTTP__ALLOWED_HOSTS",
+                'must list this service\'s host names in production ("*" is not allowed)',
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _timeouts_nest(self) -> Self:
+        # Inner waits must end before outer ones, or the outer one fires with no clean answer.
+        if self.db.command_timeout >= self.http.request_timeout:
+            raise _problem(
+                "DB__COMMAND_TIMEOUT",
+                "must be below HTTP__REQUEST_TIMEOUT, so a slow query ends before the request "
+                "time limit",
+            )
+        if self.server.graceful_timeout < self.http.request_timeout:
+            raise _problem(
+                "SERVER__GRACEFUL_TIMEOUT",
+                "must be at least HTTP__REQUEST_TIMEOUT, so a shutdown lets in-flight requests "
+                "finish",
+            )
+        return self
+
+    @property
+    def docs_enabled(self) -> bool:
+        return self.http.docs if self.http.docs is not None else not self.is_production
 
     @property
     def is_production(self) -> bool:

@@ -37,9 +37,11 @@ def db_env(cluster: PgCluster, database: str = "app") -> dict[str, str]:
 
 def make_settings(cluster: PgCluster | None, database: str = "app", **overrides: Any) -> Settings:
     values: dict[str, Any] = {"app_env": "test", "_env_file": None}
+    db: dict[str, Any] = {}
     if cluster is not None:
         values["database_url"] = cluster.url(database)
-        values["db"] = {"sslmode": "verify-full", "sslrootcert": cluster.ca_file}
+        db = {"sslmode": "verify-full", "sslrootcert": cluster.ca_file}
+    values["db"] = db | overrides.pop("db", {})
     values.update(overrides)
     return Settings(**values)
 
@@ -99,7 +101,9 @@ def wait_for(
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], log_path: Path, *, workers: int = 1) -> Iterator[Server]:
+def gunicorn(
+    env: dict[str, str], log_path: Path, *, workers: int = 1, app: str = "app.main:app"
+) -> Iterator[Server]:
     """The production command, `gunicorn -c gunicorn_conf.py app.main:app`, on loopback."""
     port = free_port()
     full_env = clean_env(
@@ -108,7 +112,7 @@ def gunicorn(env: dict[str, str], log_path: Path, *, workers: int = 1) -> Iterat
     full_env.update(env)
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn_conf.py", "app.main:app"],
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn_conf.py", app],
             cwd=ROOT,
             env=full_env,
             stdout=log,

@@ -9,12 +9,20 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from app.errors import ServiceUnavailable
 from app.state import resources
 
 router = APIRouter(tags=["probes"])
+
+
+class NotReady(ServiceUnavailable):
+    slug = "not-ready"
+
+    def __init__(self, reason: str) -> None:
+        # Probes retry on their own schedule; Retry-After is for other clients.
+        super().__init__(reason, retry_after=1)
 
 
 class Health(BaseModel):
@@ -22,8 +30,7 @@ class Health(BaseModel):
 
 
 class ReadyStatus(BaseModel):
-    status: Literal["ready", "not ready"]
-    reason: str | None = None
+    status: Literal["ready"] = "ready"
 
 
 @router.get("/health", response_model=Health)
@@ -33,11 +40,10 @@ async def health() -> Health:
 
 @router.get(
     "/ready",
-    response_model=ReadyStatus,
-    responses={503: {"model": ReadyStatus, "description": "Not ready; `reason` says why."}},
+    responses={503: {"description": "Not ready; `detail` says why."}},
 )
-async def ready(request: Request) -> JSONResponse:
+async def ready(request: Request) -> ReadyStatus:
     result = await resources(request).readiness.check()
-    if result.ready:
-        return JSONResponse({"status": "ready", "reason": None})
-    return JSONResponse({"status": "not ready", "reason": result.reason}, status_code=503)
+    if not result.ready:
+        raise NotReady(result.reason or "not ready")
+    return ReadyStatus()

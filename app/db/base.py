@@ -15,5 +15,9 @@ NAMING_CONVENTION = {
 }
 
 
+# Largest PostgreSQL BIGINT: bound id parameters by it so an overflow is a 422, not a 500.
+BIGINT_MAX = 2**63 - 1
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)

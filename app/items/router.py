@@ -4,6 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
+from app.db.base import BIGINT_MAX
 from app.db.session import DbSession
 from app.errors import PROBLEM_JSON
 from app.items.repository import ItemRepository
@@ -24,12 +25,14 @@ def _service(session: DbSession) -> ItemService:
 
 Items = Annotated[ItemService, Depends(_service)]
 # Ids are BIGINT: a larger number is a 422, not a driver overflow error.
-ItemId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+ItemId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 
 Responses = dict[int | str, dict[str, Any]]
 _problem: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 router = APIRouter(
-    prefix="/items",
+    # The full path, not a prefix added at include time: access logs and metrics read the route
+    # template from the route object, which knows only its own router's prefix.
+    prefix="/api/v1/items",
     tags=["items"],
     responses={422: _problem | {"description": "Invalid input"}},
 )
@@ -45,7 +48,9 @@ async def create_item(data: ItemCreate, items: Items) -> ItemPublic:
 @router.get("")
 async def list_items(
     items: Items,
-    after: Annotated[int | None, Query(ge=0, description="Last id of the previous page")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=BIGINT_MAX, description="Last id of the previous page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
 ) -> ItemPage:
     return await items.page(after=after, limit=limit)

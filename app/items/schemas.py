@@ -9,8 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.items.models import DESCRIPTION_MAX, NAME_MAX
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX)]
-Description = Annotated[str, Field(max_length=DESCRIPTION_MAX)]
+# PostgreSQL text cannot hold NUL characters; reject them as input (422) rather than let the
+# driver fail (500). Declared as a pattern, so the OpenAPI schema says so too.
+NO_NUL = r"^[^\x00]*$"
+Name = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX, pattern=NO_NUL)]
+Description = Annotated[str, Field(max_length=DESCRIPTION_MAX, pattern=NO_NUL)]
 
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 100

@@ -54,6 +54,7 @@ class UnhandledErrorMiddleware:
             response = problem(
                 500,
                 "An unexpected error occurred. Quote the error_id when reporting it.",
+                scope=scope,
                 slug="internal-error",
                 extra={"error_id": error_id},
             )

@@ -50,6 +50,8 @@ async def test_invalid_input_is_422_with_field_paths(client: httpx.AsyncClient) 
         (client.post(ITEMS, json={"name": ""}), ["body", "name"]),
         (client.post(ITEMS, json={"name": "x" * 201}), ["body", "name"]),
         (client.post(ITEMS, json={"name": "ok", "extra": 1}), ["body", "extra"]),
+        (client.post(ITEMS, json={"name": "nul\u0000byte"}), ["body", "name"]),
+        (client.post(ITEMS, json={"name": "ok", "description": "\u0000"}), ["body", "description"]),
         (client.get(f"{ITEMS}/not-a-number"), ["path", "item_id"]),
         (client.get(f"{ITEMS}/{2**63}"), ["path", "item_id"]),
     ]

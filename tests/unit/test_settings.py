@@ -24,7 +24,14 @@ def test_all_problems_are_reported_together_by_variable_name() -> None:
         app_env="production", port="http", db={"pool_size": -1, "sslmode": "sometimes"}
     )
     names = {line.split(":", 1)[0] for line in found}
-    assert names == {"DATABASE_URL", "SECRET_KEY", "PORT", "DB__POOL_SIZE", "DB__SSLMODE"}
+    assert names == {
+        "DATABASE_URL",
+        "SECRET_KEY",
+        "PORT",
+        "DB__POOL_SIZE",
+        "DB__SSLMODE",
+        "HTTP__ALLOWED_HOSTS",
+    }
 
 
 def test_short_secret_is_refused_without_echoing_it() -> None:
@@ -41,6 +48,7 @@ def test_placeholder_secret_is_refused_in_production(secret: str, tmp_path: Path
     ca.write_text("x")
     found = problems(
         app_env="production",
+        http={"allowed_hosts": "api.example.com"},
         secret_key=secret,
         database_url="postgresql://u:p@db/app",
         db={"sslmode": "verify-full", "sslrootcert": ca},
@@ -55,6 +63,7 @@ def test_valid_production_settings_load(tmp_path: Path) -> None:
     settings = load_settings(
         _env_file=None,
         app_env="production",
+        http={"allowed_hosts": "api.example.com,*.internal"},
         secret_key=STRONG_SECRET,
         database_url=f"postgres://app:{SECRET_IN_URL}@db.internal:5432/app",
         db={"sslmode": "verify-full", "sslrootcert": ca},
@@ -93,6 +102,7 @@ def test_verifying_tls_needs_a_ca_file(tmp_path: Path) -> None:
 def test_production_refuses_weak_tls_unless_overridden() -> None:
     base = {
         "app_env": "production",
+        "http": {"allowed_hosts": ["api.example.com"]},
         "secret_key": STRONG_SECRET,
         "database_url": "postgresql://u:p@db/app",
     }
@@ -101,6 +111,13 @@ def test_production_refuses_weak_tls_unless_overridden() -> None:
         _env_file=None, **base, db={"sslmode": "require", "allow_insecure_tls": True}
     )
     assert allowed.db.sslmode is SslMode.REQUIRE
+
+
+def test_timeouts_nest_inside_the_request_time_limit() -> None:
+    found = problems(db={"command_timeout": 12, "statement_timeout_ms": 1000})
+    assert found[0].startswith("DB__COMMAND_TIMEOUT:")
+    found = problems(server={"graceful_timeout": 5}, http={"request_timeout": 10})
+    assert found[0].startswith("SERVER__GRACEFUL_TIMEOUT:")
 
 
 def test_statement_timeout_must_stay_below_command_timeout() -> None:

@@ -1,0 +1,326 @@
+"""The HTTP stack in production mode: error format, ids, logs, limits, hardening.
+
+The app under test is the real one from `create_app(settings)` plus a few routes that misbehave
+on purpose; its JSON log lines are read from stderr, where the production config writes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import APIRouter, BackgroundTasks, FastAPI
+from fastapi.responses import StreamingResponse
+from sqlalchemy import text
+
+from app.db.session import DbSession
+from app.factory import create_app
+from app.settings import Settings
+from devtools.pgcluster import PgCluster
+from tests.support import make_settings
+
+SECRET_KEY = "q7Vb2kLm9XzR4tYp8WnE3sHj6GfD1cAu"
+INTERNAL_DETAIL = "boom: SELECT password FROM users WHERE token='tok-123'"
+PROBLEM_FIELDS = {"type", "title", "status", "detail", "request_id"}
+SECURITY_HEADERS = {
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "content-security-policy": "frame-ancestors 'none'",
+}
+SLOW_MS = 150
+LIMIT_S = 0.6
+MAX_BODY = 1024
+
+faults = APIRouter(prefix="/_test")
+side_effects: list[str] = []
+
+
+@faults.get("/boom")
+async def boom() -> None:
+    raise RuntimeError(INTERNAL_DETAIL)
+
+
+@faults.get("/log")
+async def log_inside() -> dict[str, str]:
+    import structlog  # noqa: PLC0415 - local to the test route
+
+    structlog.get_logger("app.test").info("inside_handler")
+    return {"ok": "yes"}
+
+
+@faults.get("/sleep")
+async def sleep(ms: int) -> dict[str, int]:
+    await asyncio.sleep(ms / 1000)
+    return {"slept": ms}
+
+
+@faults.get("/stream")
+async def stream() -> StreamingResponse:
+    async def chunks() -> AsyncIterator[bytes]:
+        for n in range(3):
+            await asyncio.sleep(0.08)
+            yield f"chunk {n}\n".encode()
+
+    return StreamingResponse(chunks(), media_type="text/plain")
+
+
+@faults.get("/background")
+async def background(tasks: BackgroundTasks) -> dict[str, bool]:
+    tasks.add_task(asyncio.sleep, 0.3)  # runs after the response is sent
+    return {"queued": True}
+
+
+@faults.post("/write-then-hang")
+async def write_then_hang(session: DbSession) -> dict[str, bool]:
+    await session.execute(text("INSERT INTO items (name) VALUES ('written-before-timeout')"))
+    await session.flush()
+    await asyncio.sleep(LIMIT_S * 3)
+    side_effects.append("finished")
+    return {"finished": True}
+
+
+@faults.post("/echo")
+async def echo(body: dict[str, Any]) -> dict[str, int]:
+    return {"keys": len(body)}
+
+
+def production_settings(cluster: PgCluster, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "app_env": "production",
+        "secret_key": SECRET_KEY,
+        "log": {"format": "json"},
+        "http": {
+            "allowed_hosts": ["testserver", "api.example.com"],
+            "slow_request_ms": SLOW_MS,
+            "request_timeout": LIMIT_S,
+            "max_body_bytes": MAX_BODY,
+            "hsts_max_age": 31536000,
+        },
+        "db": {"command_timeout": 0.5, "statement_timeout_ms": 400},
+    }
+    values.update(overrides)
+    return make_settings(cluster, **values)
+
+
+Stack = tuple[httpx.AsyncClient, Callable[[], list[dict[str, Any]]]]
+
+
+@pytest.fixture
+async def stack(
+    settings: Settings, capsys: pytest.CaptureFixture[str], migrated: PgCluster
+) -> AsyncIterator[Stack]:
+    """A production-mode app and a function returning the JSON log lines written so far."""
+    app: FastAPI = create_app(production_settings(migrated))
+    app.include_router(faults)
+    side_effects.clear()
+    lines: list[dict[str, Any]] = []
+
+    def logs() -> list[dict[str, Any]]:
+        for line in capsys.readouterr().err.splitlines():
+            try:
+                lines.append(json.loads(line))  # every line must be JSON
+            except ValueError:
+                raise AssertionError(f"not a JSON log line: {line!r}") from None
+        return lines
+
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
+        ) as client,
+    ):
+        yield client, logs
+
+
+def access_lines(lines: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
+    return [line for line in lines if line.get("event") == "request" and line["path"] == path]
+
+
+async def test_unhandled_error_is_500_with_error_id_and_one_log_line(stack: Stack) -> None:
+    client, logs = stack
+    response = await client.get("/_test/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert set(body) == PROBLEM_FIELDS | {"error_id"}
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert "boom" not in response.text
+    assert "SELECT" not in response.text
+    assert "Traceback" not in response.text
+
+    errors = [line for line in logs() if line["level"] == "error"]
+    assert len(errors) == 1
+    (error,) = errors
+    assert error["error_id"] == body["error_id"]
+    assert error["request_id"] == body["request_id"]
+    assert error["route"] == "/_test/boom"
+    assert "Traceback" in error["exception"]
+    assert INTERNAL_DETAIL in error["exception"]
+
+
+async def test_incoming_request_id_is_echoed_and_logged(stack: Stack) -> None:
+    client, logs = stack
+    response = await client.get("/_test/log", headers={"x-request-id": "abc-123.req"})
+    assert response.headers["x-request-id"] == "abc-123.req"
+    lines = logs()
+    inside = [line for line in lines if line["event"] == "inside_handler"]
+    assert [line["request_id"] for line in inside] == ["abc-123.req"]
+    (access,) = access_lines(lines, "/_test/log")
+    assert access["request_id"] == "abc-123.req"
+    assert access["route"] == "/_test/log"
+    assert access["method"] == "GET"
+    assert access["status"] == 200
+    assert access["duration_ms"] >= 0
+    assert access["client"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("bad", ["x" * 129, "has space", 'quote"d', "semi;colon", ""])
+async def test_unsafe_request_id_is_replaced(stack: Stack, bad: str) -> None:
+    client, _logs = stack
+    response = await client.get("/health", headers={"x-request-id": bad})
+    replaced = response.headers["x-request-id"]
+    assert replaced != bad
+    assert len(replaced) == 32
+    assert int(replaced, 16) >= 0
+
+
+async def test_each_request_gets_its_own_id(stack: Stack) -> None:
+    client, _ = stack
+    ids = {(await client.get("/health")).headers["x-request-id"] for _ in range(5)}
+    assert len(ids) == 5
+
+
+async def test_slow_request_is_logged_above_threshold_only(stack: Stack) -> None:
+    client, logs = stack
+    await client.get("/_test/sleep", params={"ms": SLOW_MS + 100})
+    await client.get("/_test/sleep", params={"ms": 1})
+    slow = [line for line in logs() if line["event"] == "slow_request"]
+    assert len(slow) == 1
+    assert slow[0]["level"] == "warning"
+    assert slow[0]["route"] == "/_test/sleep"
+    assert slow[0]["duration_ms"] >= SLOW_MS + 100
+    assert slow[0]["request_id"]
+
+
+async def test_streaming_response_is_timed_to_its_last_chunk(stack: Stack) -> None:
+    client, logs = stack
+    response = await client.get("/_test/stream")
+    assert response.text == "chunk 0\nchunk 1\nchunk 2\n"
+    (access,) = access_lines(logs(), "/_test/stream")
+    assert access["duration_ms"] >= 240
+
+
+async def test_background_work_after_the_response_is_not_counted(stack: Stack) -> None:
+    client, logs = stack
+    await client.get("/_test/background")
+    lines = logs()
+    (access,) = access_lines(lines, "/_test/background")
+    assert access["duration_ms"] < 300
+    assert not [line for line in lines if line["event"] == "slow_request"]
+
+
+async def test_request_over_the_time_limit_is_504_and_cancelled(
+    stack: Stack, migrated: PgCluster
+) -> None:
+    client, logs = stack
+    response = await client.post("/_test/write-then-hang")
+    assert response.status_code == 504
+    assert response.headers["content-type"] == "application/problem+json"
+    assert set(response.json()) == PROBLEM_FIELDS
+    await asyncio.sleep(LIMIT_S * 3)  # long enough for an uncancelled handler to finish
+    assert side_effects == []
+    count = migrated.psql(
+        "SELECT count(*) FROM items WHERE name = 'written-before-timeout'", database="app"
+    )
+    assert count.strip() == "0"
+    assert [line["event"] for line in logs() if line["level"] == "warning"] == [
+        "request_timeout",
+        "slow_request",
+    ]
+
+
+async def test_oversized_body_with_content_length_is_413(stack: Stack) -> None:
+    client, _ = stack
+    response = await client.post("/_test/echo", content=b"{" + b" " * MAX_BODY + b"}")
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    small = await client.post("/_test/echo", json={"a": 1})
+    assert small.status_code == 200
+
+
+async def test_oversized_chunked_body_without_content_length_is_413(stack: Stack) -> None:
+    client, _ = stack
+
+    async def chunked() -> AsyncIterator[bytes]:
+        yield b'{"a": "'
+        for _ in range(8):
+            yield b"x" * 256
+        yield b'"}'
+
+    response = await client.post("/_test/echo", content=chunked())
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert response.json()["status"] == 413
+
+
+async def test_wrong_host_is_400_but_probes_still_answer(stack: Stack) -> None:
+    client, _ = stack
+    wrong = await client.get("/api/v1/items", headers={"host": "evil.example"})
+    assert wrong.status_code == 400
+    assert wrong.headers["content-type"] == "application/problem+json"
+    assert (
+        await client.get("/api/v1/items", headers={"host": "api.example.com"})
+    ).status_code == 200
+    assert (await client.get("/health", headers={"host": "10.1.2.3:8000"})).status_code == 200
+    assert (await client.get("/ready", headers={"host": "10.1.2.3:8000"})).status_code == 200
+
+
+async def test_security_headers_on_success_and_errors(stack: Stack) -> None:
+    client, _ = stack
+    for path, status in (("/health", 200), ("/nowhere", 404), ("/_test/boom", 500)):
+        response = await client.get(path)
+        assert response.status_code == status
+        for name, value in SECURITY_HEADERS.items():
+            assert response.headers[name] == value, (path, name)
+        assert response.headers["strict-transport-security"] == "max-age=31536000"
+        assert "server" not in response.headers
+
+
+async def test_routing_errors_use_the_problem_format(stack: Stack) -> None:
+    client, _ = stack
+    missing = await client.get("/nowhere")
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert set(missing.json()) == PROBLEM_FIELDS
+    wrong_method = await client.put("/health")
+    assert wrong_method.status_code == 405
+    assert set(wrong_method.json()) == PROBLEM_FIELDS
+
+
+async def test_docs_and_schema_are_off_in_production(stack: Stack) -> None:
+    client, _ = stack
+    for path in ("/docs", "/openapi.json", "/redoc"):
+        assert (await client.get(path)).status_code == 404
+
+
+async def test_probe_requests_are_not_access_logged_by_default(stack: Stack) -> None:
+    client, logs = stack
+    await client.get("/health")
+    await client.get("/api/v1/items")
+    lines = logs()
+    assert access_lines(lines, "/health") == []
+    (items,) = access_lines(lines, "/api/v1/items")
+    assert items["route"] == "/api/v1/items"
+
+
+async def test_access_line_names_the_route_template(stack: Stack) -> None:
+    client, logs = stack
+    await client.get("/api/v1/items/4242")
+    (line,) = access_lines(logs(), "/api/v1/items/4242")
+    assert line["route"] == "/api/v1/items/{item_id}"
+    assert line["status"] == 404
