@@ -11,7 +11,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: help install run test check lint typecheck pytest migrate print-config clean
+.PHONY: help install run test check lint typecheck pytest migrate print-config clean bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -51,3 +51,6 @@ print-config: install ## print the effective Gunicorn configuration as JSON
 
 clean: ## remove the environment and the local database
 	rm -rf .venv .tools .local .mypy_cache .ruff_cache .pytest_cache
+
+bench: install ## full stack vs bare FastAPI + asyncpg under the same Gunicorn config (needs wrk)
+	$(RUN) python -m bench.run $(BENCH_ARGS)

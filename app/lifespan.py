@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.db.engine import build_engine
+from app.db.gate import ConnectionGate
 from app.db.readiness import ReadinessCheck
 from app.settings import Settings
 from app.state import Database, Resources, lifespan_state
@@ -38,6 +39,9 @@ def make_lifespan(
             database = Database(
                 engine=engine,
                 sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
+                gate=ConnectionGate(
+                    settings.db.pool_size + settings.db.max_overflow, settings.db.pool_timeout
+                ),
             )
             log.info(
                 "database_configured",

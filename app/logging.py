@@ -10,12 +10,24 @@ from __future__ import annotations
 import logging
 import logging.config
 import sys
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 from app.settings import LogSettings
+
+# The current request's id, set by RequestContextMiddleware. One ContextVar set and reset per
+# request is cheaper than structlog's bind_contextvars/reset_contextvars pair (measured: bench).
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+def add_request_id(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        event_dict.setdefault("request_id", request_id)
+    return event_dict
 
 
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]  # typeshed: generic stream
@@ -42,6 +54,7 @@ def use_json(settings: LogSettings, *, production: bool) -> bool:
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
+        add_request_id,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -60,8 +60,8 @@ class DatabaseSettings(_Group):
 
     # Each Gunicorn worker has its own pool: the database sees
     # replicas x workers x (pool_size + max_overflow) connections (FIELD_NOTES: pool).
-    pool_size: Annotated[int, Field(ge=1, le=100)] = 5
-    max_overflow: Annotated[int, Field(ge=0, le=100)] = 5
+    pool_size: Annotated[int, Field(ge=1, le=100)] = 10
+    max_overflow: Annotated[int, Field(ge=0, le=100)] = 0
     # SQLAlchemy's 30 s default holds a request far past any sane deadline.
     pool_timeout: Annotated[float, Field(gt=0, le=60)] = 3.0
     pool_recycle: Annotated[int, Field(ge=-1)] = 1800

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.db.gate import ConnectionGate
 from app.db.readiness import ReadinessCheck
 from app.errors import ServiceUnavailable
 from app.settings import Settings
@@ -18,6 +19,7 @@ _KEY = "resources"
 class Database:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    gate: ConnectionGate
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,12 +14,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.state import Resources, resources
+from app.state import resources
 
 
 async def _transaction(request: Request) -> AsyncIterator[AsyncSession]:
-    found: Resources = resources(request)
-    async with found.database.sessionmaker() as session, session.begin():
+    database = resources(request).database
+    async with database.gate.slot(), database.sessionmaker() as session, session.begin():
         yield session
 
 

@@ -324,3 +324,27 @@ async def test_access_line_names_the_route_template(stack: Stack) -> None:
     (line,) = access_lines(logs(), "/api/v1/items/4242")
     assert line["route"] == "/api/v1/items/{item_id}"
     assert line["status"] == 404
+
+
+async def test_cors_is_off_unless_origins_are_configured(stack: Stack, migrated: PgCluster) -> None:
+    client, _ = stack
+    preflight = {"origin": "https://app.example.com", "access-control-request-method": "GET"}
+    response = await client.options("/api/v1/items", headers=preflight)
+    assert "access-control-allow-origin" not in response.headers
+
+    settings = production_settings(
+        migrated,
+        http={"allowed_hosts": ["testserver"], "cors_origins": "https://app.example.com"},
+    )
+    app = create_app(settings)
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
+        ) as cors_client,
+    ):
+        allowed = await cors_client.options("/api/v1/items", headers=preflight)
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+        other = preflight | {"origin": "https://evil.example"}
+        refused = await cors_client.options("/api/v1/items", headers=other)
+        assert "access-control-allow-origin" not in refused.headers

@@ -70,6 +70,21 @@ def test_startup_access_and_error_lines_are_all_json(server: Server) -> None:
     assert any(line["status"] == 500 and line["path"] == "/_test/boom" for line in access)
 
 
+def test_access_line_takes_the_client_from_a_trusted_proxy(server: Server) -> None:
+    """SERVER__FORWARDED_ALLOW_IPS trusts loopback by default, so X-Forwarded-For counts."""
+    headers = {"x-forwarded-for": "203.0.113.7", "x-request-id": "via-proxy-1"}
+    assert httpx.get(f"{server.base_url}/api/v1/items", headers=headers).status_code == 200
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [line for line in json_lines(server) if line.get("request_id") == "via-proxy-1"]
+        access = [line for line in lines if line.get("event") == "request"]
+        if access:
+            break
+        assert time.monotonic() < deadline, "no access line"
+        time.sleep(0.05)
+    assert access[0]["client"] == "203.0.113.7"
+
+
 def test_server_header_is_not_sent(server: Server) -> None:
     response = httpx.get(f"{server.base_url}/health")
     assert "server" not in response.headers

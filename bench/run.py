@@ -1,0 +1,204 @@
+"""`make bench`: the full stack against a bare app, same Gunicorn config, interleaved rounds.
+
+Starts a throwaway PostgreSQL (TLS on) with one item, the service (`app.main:app`, production
+settings, JSON logs to a file) and the bare app (`bench.bare_app:app`), both with 2 workers and
+pinned to one core while wrk runs on the other (FIELD_NOTES: pinning narrows the noise). Each
+round runs every (endpoint, server) pair once, in alternating order; the table gives medians
+over the rounds and the median of the per-round ratios stack / bare. Any non-2xx response or
+socket error is reported and makes the run fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from devtools.pgcluster import PgCluster, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+ENDPOINTS = {"/health": "/health", "GET /api/v1/items/{id}": "/api/v1/items/1"}
+SECRET_KEY = "bench-only-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+
+
+@dataclass
+class Sample:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def parse_wrk(output: str) -> Sample:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
+    errors = 0
+    if match := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
+        errors += int(match.group(1))
+    if match := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    ):
+        errors += sum(int(n) for n in match.groups())
+    return Sample(rps, p50, p99, errors)
+
+
+def wrk(url: str, *, seconds: int, connections: int) -> Sample:
+    command = [
+        "taskset",
+        "-c",
+        "0",
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        url,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return parse_wrk(result.stdout)
+
+
+def start_server(app: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = env | {"PORT": str(port)}
+    handle = log.open("wb")
+    process = subprocess.Popen(
+        ["taskset", "-c", "1", sys.executable, "-m", "gunicorn", "-c", "gunicorn_conf.py", app],
+        cwd=ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/items/1", timeout=1).status_code == 200:
+                return process, port
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{app} did not start; see {log}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            print(f"`{tool}` is missing: apt-get install wrk util-linux", file=sys.stderr)
+            return 2
+
+    workdir = Path(tempfile.mkdtemp(prefix="app-bench-"))
+    workdir.chmod(0o755)
+    cluster = PgCluster.create(workdir / "pg")
+    servers: list[subprocess.Popen[bytes]] = []
+    try:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("APP_", "DB__", "HTTP__", "LOG__", "SERVER__", "PROBES__"))
+        } | {
+            "APP_ENV": "production",
+            "SECRET_KEY": SECRET_KEY,
+            "DATABASE_URL": cluster.url(),
+            "DB__SSLMODE": "verify-full",
+            "DB__SSLROOTCERT": str(cluster.ca_file),
+            "HTTP__ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "HOST": "127.0.0.1",
+            "WEB_CONCURRENCY": "2",
+        }
+        subprocess.run(
+            [sys.executable, "-m", "alembic", "upgrade", "head"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        cluster.psql(
+            "INSERT INTO items (name, description) VALUES ('bench', 'one row')", database="app"
+        )
+        targets: dict[str, int] = {}
+        for name, app in (("stack", "app.main:app"), ("bare", "bench.bare_app:app")):
+            process, port = start_server(app, env, workdir / f"{name}.log")
+            servers.append(process)
+            targets[name] = port
+        for port in targets.values():  # warm-up: pools filled, first-request costs paid
+            for path in ENDPOINTS.values():
+                wrk(f"http://127.0.0.1:{port}{path}", seconds=2, connections=args.connections)
+
+        samples: dict[tuple[str, str], list[Sample]] = {}
+        for round_no in range(args.rounds):
+            order = ["stack", "bare"] if round_no % 2 == 0 else ["bare", "stack"]
+            for endpoint, path in ENDPOINTS.items():
+                for name in order:
+                    sample = wrk(
+                        f"http://127.0.0.1:{targets[name]}{path}",
+                        seconds=args.seconds,
+                        connections=args.connections,
+                    )
+                    samples.setdefault((endpoint, name), []).append(sample)
+            print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+        return report(samples, args)
+    finally:
+        for process in servers:
+            process.terminate()
+        for process in servers:
+            process.wait(timeout=30)
+        cluster.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def report(samples: dict[tuple[str, str], list[Sample]], args: argparse.Namespace) -> int:
+    print(
+        f"\nwrk -t1 -c{args.connections}, {args.rounds} interleaved rounds of {args.seconds} s, "
+        "2 Gunicorn workers each (server on CPU 1, wrk on CPU 0); medians over rounds\n"
+    )
+    print(
+        "| endpoint | server | req/s | p50 ms | p99 ms | errors | stack / bare (median of rounds) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
+    failed = False
+    for endpoint in ENDPOINTS:
+        stack, bare = samples[(endpoint, "stack")], samples[(endpoint, "bare")]
+        ratios = [s.rps / b.rps for s, b in zip(stack, bare, strict=True)]
+        for name, runs in (("stack", stack), ("bare", bare)):
+            errors = sum(s.errors for s in runs)
+            failed |= errors > 0
+            ratio = (
+                f"**{statistics.median(ratios):.2f}** (rounds {min(ratios):.2f}-{max(ratios):.2f})"
+                if name == "stack"
+                else ""
+            )
+            print(
+                f"| {endpoint} | {name} | {statistics.median(s.rps for s in runs):,.0f} "
+                f"| {statistics.median(s.p50_ms for s in runs):.2f} "
+                f"| {statistics.median(s.p99_ms for s in runs):.2f} | {errors} | {ratio} |"
+            )
+    if failed:
+        print("\nFAILED: the load generator saw errors (non-2xx or socket errors).")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
