@@ -37,6 +37,8 @@ class Sample:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    cpu_us_per_request: float = 0.0  # server CPU (all workers), from /proc: robust to noise
 
 
 def _ms(value: str) -> float:
@@ -55,10 +57,27 @@ def parse_wrk(output: str) -> Sample:
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     ):
         errors += sum(int(n) for n in match.groups())
-    return Sample(rps, p50, p99, errors)
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    return Sample(rps, p50, p99, errors, requests)
 
 
-def wrk(url: str, *, seconds: int, connections: int) -> Sample:
+def cpu_seconds(master: int) -> float:
+    """User + system CPU of a Gunicorn master's workers (their children), in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children = subprocess.run(
+        ["pgrep", "-P", str(master)], capture_output=True, text=True, check=False
+    )
+    total = 0
+    for pid in children.stdout.split():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def wrk(url: str, *, seconds: int, connections: int, master: int | None = None) -> Sample:
     command = [
         "taskset",
         "-c",
@@ -70,8 +89,12 @@ def wrk(url: str, *, seconds: int, connections: int) -> Sample:
         "--latency",
         url,
     ]
+    before = cpu_seconds(master) if master else 0.0
     result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return parse_wrk(result.stdout)
+    sample = parse_wrk(result.stdout)
+    if master and sample.requests:
+        sample.cpu_us_per_request = (cpu_seconds(master) - before) / sample.requests * 1e6
+    return sample
 
 
 def start_server(app: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -99,8 +122,8 @@ def start_server(app: str, env: dict[str, str], log: Path) -> tuple[subprocess.P
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()
     for tool in ("wrk", "taskset"):
@@ -138,10 +161,12 @@ def main() -> int:
             "INSERT INTO items (name, description) VALUES ('bench', 'one row')", database="app"
         )
         targets: dict[str, int] = {}
+        masters: dict[str, int] = {}
         for name, app in (("stack", "app.main:app"), ("bare", "bench.bare_app:app")):
             process, port = start_server(app, env, workdir / f"{name}.log")
             servers.append(process)
             targets[name] = port
+            masters[name] = process.pid
         for port in targets.values():  # warm-up: pools filled, first-request costs paid
             for path in ENDPOINTS.values():
                 wrk(f"http://127.0.0.1:{port}{path}", seconds=2, connections=args.connections)
@@ -155,6 +180,7 @@ def main() -> int:
                         f"http://127.0.0.1:{targets[name]}{path}",
                         seconds=args.seconds,
                         connections=args.connections,
+                        master=masters[name],
                     )
                     samples.setdefault((endpoint, name), []).append(sample)
             print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr, flush=True)
@@ -174,9 +200,10 @@ def report(samples: dict[tuple[str, str], list[Sample]], args: argparse.Namespac
         "2 Gunicorn workers each (server on CPU 1, wrk on CPU 0); medians over rounds\n"
     )
     print(
-        "| endpoint | server | req/s | p50 ms | p99 ms | errors | stack / bare (median of rounds) |"
+        "| endpoint | server | req/s | p50 ms | p99 ms | server CPU us/req | errors "
+        "| req/s stack / bare (median of rounds) |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     failed = False
     for endpoint in ENDPOINTS:
         stack, bare = samples[(endpoint, "stack")], samples[(endpoint, "bare")]
@@ -192,7 +219,9 @@ def report(samples: dict[tuple[str, str], list[Sample]], args: argparse.Namespac
             print(
                 f"| {endpoint} | {name} | {statistics.median(s.rps for s in runs):,.0f} "
                 f"| {statistics.median(s.p50_ms for s in runs):.2f} "
-                f"| {statistics.median(s.p99_ms for s in runs):.2f} | {errors} | {ratio} |"
+                f"| {statistics.median(s.p99_ms for s in runs):.2f} "
+                f"| {statistics.median(s.cpu_us_per_request for s in runs):.0f} "
+                f"| {errors} | {ratio} |"
             )
     if failed:
         print("\nFAILED: the load generator saw errors (non-2xx or socket errors).")

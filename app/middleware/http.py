@@ -107,6 +107,7 @@ class HttpMiddleware:
         request_id = None
         host: bytes | None = None
         content_length: bytes | None = None
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"host":
                 host = value
@@ -115,6 +116,8 @@ class HttpMiddleware:
                     request_id = value.decode("ascii")
             elif name == b"content-length":
                 content_length = value
+            elif name == b"transfer-encoding":
+                chunked = True
         if request_id is None:
             request_id = f"{self._id_prefix}{next(self._id_counter):016x}"
         scope.setdefault("state", {})[REQUEST_ID_KEY] = request_id
@@ -155,8 +158,10 @@ class HttpMiddleware:
             assert task is not None  # noqa: S101 - ASGI servers run each request in a task
             bucket = self.deadlines.start(task)
             timed_out = False
+            # No body announced (most GETs): nothing to count, so no receive() wrapper to pay for.
+            body_possible = chunked or (content_length is not None and content_length != b"0")
             try:
-                await self.app(scope, receive_limited, send_wrapper)
+                await self.app(scope, receive_limited if body_possible else receive, send_wrapper)
             except asyncio.CancelledError:
                 if not self.deadlines.expired(task):
                     raise  # the client went away or the server is stopping: not ours to answer
