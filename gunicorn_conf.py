@@ -69,6 +69,8 @@ def _load() -> Settings:
 _settings = _load()
 _server = _settings.server
 _workers_count, _workers_inputs = _workers(_settings)
+# Workers inherit the environment: tell them how many of them there are (connection budget).
+os.environ["WEB_CONCURRENCY"] = str(_workers_count)
 
 wsgi_app = "app.main:app"
 worker_class = "app.worker.Worker"

@@ -72,6 +72,11 @@ class ServiceUnavailable(AppError):
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
+class GatewayTimeout(AppError):
+    status = 504
+    slug = "timeout"
+
+
 def request_id_of(scope: Scope) -> str | None:
     """The id `RequestContextMiddleware` stored for this request (None outside it)."""
     state = scope.get("state")

@@ -16,13 +16,48 @@ import structlog
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from app.db.budget import PoolBudgetExceeded, check_pool_budget
 from app.db.engine import build_engine
+from app.db.failures import is_infrastructure_failure
 from app.db.gate import ConnectionGate
 from app.db.readiness import ReadinessCheck
-from app.settings import Settings
+from app.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
+from app.settings import BreakerSettings, Settings
 from app.state import Database, Resources, lifespan_state
 
 log = structlog.get_logger("app.lifespan")
+
+
+def build_breaker(settings: BreakerSettings) -> CircuitBreaker:
+    return CircuitBreaker(
+        "database",
+        BreakerConfig(
+            failure_rate=settings.failure_rate,
+            window_size=settings.window_size,
+            minimum_calls=settings.minimum_calls,
+            open_wait=settings.open_wait,
+            half_open_calls=settings.half_open_calls,
+            slow_call_s=settings.slow_call_ms / 1000 if settings.slow_call_ms else None,
+        ),
+        is_failure=is_infrastructure_failure,
+    )
+
+
+async def _check_budget(settings: Settings, database: Database) -> None:
+    budget = await check_pool_budget(
+        database.engine,
+        replicas=settings.server.replicas,
+        # gunicorn_conf.py exports the worker count it chose; 1 outside Gunicorn.
+        workers=settings.web_concurrency or 1,
+        per_worker=settings.db.pool_size + settings.db.max_overflow,
+        limit_s=min(2.0, settings.db.connect_timeout),
+    )
+    if budget is not None and budget.exceeded and settings.db.pool_budget == "refuse":
+        await database.engine.dispose()
+        raise PoolBudgetExceeded(
+            f"{budget.needed} connections needed, {budget.available} available; lower "
+            "DB__POOL_SIZE, WEB_CONCURRENCY or SERVER__REPLICAS (DB__POOL_BUDGET=refuse)"
+        )
 
 
 def make_lifespan(
@@ -42,6 +77,7 @@ def make_lifespan(
                 gate=ConnectionGate(
                     settings.db.pool_size + settings.db.max_overflow, settings.db.pool_timeout
                 ),
+                breaker=build_breaker(settings.breaker),
             )
             log.info(
                 "database_configured",
@@ -50,8 +86,10 @@ def make_lifespan(
                 pool_size=settings.db.pool_size,
                 max_overflow=settings.db.max_overflow,
             )
+            await _check_budget(settings, database)
         readiness = ReadinessCheck(
             database.engine if database else None,
+            database.breaker if database else None,
             timeout=settings.probes.ready_timeout,
             cache_ttl=settings.probes.ready_cache_ttl,
         )

@@ -79,6 +79,10 @@ class DatabaseSettings(_Group):
     allow_insecure_tls: bool = False
     application_name: Annotated[str, Field(min_length=1, max_length=63)] = "app"
     echo: bool = False
+    # What a worker does when replicas x workers x (pool_size + max_overflow) exceeds the
+    # server's max_connections - superuser_reserved_connections: log a warning, or refuse to
+    # start (checked once at startup when the database answers; never blocks on it otherwise).
+    pool_budget: Literal["warn", "refuse"] = "warn"
 
     @model_validator(mode="after")
     def _tls_needs_ca(self) -> Self:
@@ -97,6 +101,27 @@ class DatabaseSettings(_Group):
                 "must not exceed DB__COMMAND_TIMEOUT (seconds), so the server stops a slow "
                 "query before the client gives up on the connection",
             )
+        return self
+
+
+class BreakerSettings(_Group):
+    """The database circuit breaker (`BREAKER__*`), one per worker process."""
+
+    # Opens when this share of the last `window_size` calls failed, once `minimum_calls` ran.
+    failure_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
+    window_size: Annotated[int, Field(ge=1, le=10_000)] = 20
+    minimum_calls: Annotated[int, Field(ge=1, le=10_000)] = 10
+    # Seconds an open circuit rejects calls before it lets trial calls through.
+    open_wait: Annotated[float, Field(gt=0, le=600)] = 5.0
+    # Trial calls allowed at once while half-open; all must succeed to close it.
+    half_open_calls: Annotated[int, Field(ge=1, le=100)] = 3
+    # Calls slower than this many ms count as failures too (0: off).
+    slow_call_ms: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _window_holds_minimum(self) -> Self:
+        if self.minimum_calls > self.window_size:
+            raise _problem("BREAKER__MINIMUM_CALLS", "must not exceed BREAKER__WINDOW_SIZE")
         return self
 
 
@@ -152,6 +177,8 @@ class ServerSettings(_Group):
     backlog: Annotated[int, Field(ge=1, le=65535)] = 2048
     # Comma-separated proxy addresses whose X-Forwarded-* headers are trusted ("*" = any).
     forwarded_allow_ips: str = "127.0.0.1,::1"
+    # How many copies of this service run (pods, VMs): for the connection budget check.
+    replicas: Annotated[int, Field(ge=1, le=1000)] = 1
     workers_min: Annotated[int, Field(ge=1, le=64)] = 2
     workers_max: Annotated[int, Field(ge=1, le=64)] = 8
 
@@ -202,6 +229,7 @@ class Settings(BaseSettings):
     web_concurrency: Annotated[int | None, Field(ge=1, le=64)] = None
 
     db: DatabaseSettings = DatabaseSettings()
+    breaker: BreakerSettings = BreakerSettings()
     probes: ProbeSettings = ProbeSettings()
     http: HttpSettings = HttpSettings()
     server: ServerSettings = ServerSettings()

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.db.gate import ConnectionGate
 from app.db.readiness import ReadinessCheck
 from app.errors import ServiceUnavailable
+from app.resilience.circuit_breaker import CircuitBreaker
 from app.settings import Settings
 
 _KEY = "resources"
@@ -20,6 +21,7 @@ class Database:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     gate: ConnectionGate
+    breaker: CircuitBreaker
 
 
 @dataclass(frozen=True, slots=True)

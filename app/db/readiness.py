@@ -16,6 +16,8 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.resilience.circuit_breaker import CircuitBreaker, CircuitOpen
+
 log = structlog.get_logger("app.readiness")
 
 
@@ -29,12 +31,14 @@ class ReadinessCheck:
     def __init__(
         self,
         engine: AsyncEngine | None,
+        breaker: CircuitBreaker | None,
         *,
         timeout: float,
         cache_ttl: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._engine = engine
+        self._breaker = breaker
         self._timeout = timeout
         self._cache_ttl = cache_ttl
         self._clock = clock
@@ -70,17 +74,33 @@ class ReadinessCheck:
         self._last_at = self._clock()
 
     async def _probe(self) -> Readiness:
-        if self._engine is None:
+        if self._engine is None or self._breaker is None:
             return Readiness(ready=False, reason="database not configured")
+        # The ping is a call like any other: an open circuit answers without touching the
+        # database, and once its wait is over the ping serves as a trial call, so a pod that
+        # gets no traffic while out of rotation still finds out that the database is back.
+        try:
+            permit = self._breaker.acquire()
+        except CircuitOpen as exc:
+            self._last_error = str(exc)
+            return Readiness(ready=False, reason=f"database circuit open ({exc.retry_after:.0f} s)")
+        error: BaseException | None = None
         try:
             async with asyncio.timeout(self._timeout), self._engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
-        except TimeoutError:
+        except TimeoutError as exc:
+            error = exc
             self._last_error = f"no answer within {self._timeout} s"
             return Readiness(ready=False, reason="database check timed out")
         except Exception as exc:
+            error = exc
             # The full message (a TLS verification failure, say) goes to the log, not the probe.
             self._last_error = f"{type(exc).__name__}: {exc}"
             return Readiness(ready=False, reason=f"database unavailable ({type(exc).__name__})")
+        except BaseException as exc:
+            error = exc  # cancelled: recorded as such (not counted), then passed on
+            raise
+        finally:
+            self._breaker.record(permit, error)
         self._last_error = None
         return Readiness(ready=True)

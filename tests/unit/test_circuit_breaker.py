@@ -1,0 +1,194 @@
+"""The circuit breaker's state machine, driven by a fake clock (no sleeping)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.resilience.circuit_breaker import (
+    BreakerConfig,
+    CircuitBreaker,
+    CircuitOpen,
+    Permit,
+    State,
+)
+
+
+class Infra(Exception):
+    """Stands for an infrastructure failure (the classifier is the breaker's input)."""
+
+
+class CallerError(Exception):
+    """Stands for a 404/409/422-like error that must never count."""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(clock: Clock, **config: float | int | None) -> CircuitBreaker:
+    defaults: dict[str, float | int | None] = {
+        "failure_rate": 0.5,
+        "window_size": 10,
+        "minimum_calls": 4,
+        "open_wait": 5.0,
+        "half_open_calls": 2,
+    }
+    return CircuitBreaker(
+        "db",
+        BreakerConfig(**(defaults | config)),  # type: ignore[arg-type]
+        is_failure=lambda exc: isinstance(exc, Infra),
+        clock=clock,
+    )
+
+
+def state_of(breaker: CircuitBreaker) -> State:
+    """A call, so mypy does not carry one assertion's narrowing over to the next."""
+    return breaker.state
+
+
+def call(breaker: CircuitBreaker, error: BaseException | None = None) -> None:
+    breaker.record(breaker.acquire(), error)
+
+
+def trip(breaker: CircuitBreaker) -> None:
+    for _ in range(breaker.config.minimum_calls):
+        call(breaker, Infra())
+    assert state_of(breaker) is State.OPEN
+
+
+def test_does_not_open_before_the_minimum_number_of_calls() -> None:
+    breaker = make(Clock())
+    for _ in range(3):
+        call(breaker, Infra())
+    assert state_of(breaker) is State.CLOSED
+    call(breaker, Infra())
+    assert state_of(breaker) is State.OPEN
+
+
+def test_opens_on_the_failure_rate_not_on_consecutive_failures() -> None:
+    breaker = make(Clock(), minimum_calls=4, failure_rate=0.5)
+    for error in (None, Infra(), None, None, Infra()):  # 2 of 5 = 40 %
+        call(breaker, error)
+    assert state_of(breaker) is State.CLOSED
+    call(breaker, Infra())  # 3 of 6 = 50 %
+    assert state_of(breaker) is State.OPEN
+
+
+def test_the_window_slides_so_old_failures_age_out() -> None:
+    breaker = make(Clock(), window_size=4, minimum_calls=4, failure_rate=0.75)
+    for error in (Infra(), Infra(), None, None, None, None, Infra(), Infra()):
+        call(breaker, error)
+    assert state_of(breaker) is State.CLOSED  # the window holds None, None, Infra, Infra: 50 %
+
+
+def test_open_rejects_without_calling_until_the_wait_is_over() -> None:
+    clock = Clock()
+    breaker = make(clock)
+    trip(breaker)
+    clock.now += 4.0
+    with pytest.raises(CircuitOpen) as rejected:
+        breaker.acquire()
+    assert rejected.value.retry_after == pytest.approx(1.0)
+    clock.now += 1.0
+    permit = breaker.acquire()
+    assert permit.trial
+    assert state_of(breaker) is State.HALF_OPEN
+
+
+def test_half_open_admits_exactly_n_concurrent_trials_then_closes_when_all_pass() -> None:
+    clock = Clock()
+    breaker = make(clock, half_open_calls=2)
+    trip(breaker)
+    clock.now += 5.0
+    first, second = breaker.acquire(), breaker.acquire()
+    for _ in range(5):  # everyone else is rejected while the trials run
+        with pytest.raises(CircuitOpen):
+            breaker.acquire()
+    breaker.record(first)
+    assert state_of(breaker) is State.HALF_OPEN
+    breaker.record(second)
+    assert state_of(breaker) is State.CLOSED
+    assert not breaker.acquire().trial
+
+
+def test_a_failing_trial_reopens_for_another_full_wait() -> None:
+    clock = Clock()
+    breaker = make(clock)
+    trip(breaker)
+    clock.now += 5.0
+    breaker.record(breaker.acquire(), Infra())
+    assert state_of(breaker) is State.OPEN
+    clock.now += 4.9
+    with pytest.raises(CircuitOpen):
+        breaker.acquire()
+
+
+def test_caller_errors_never_count() -> None:
+    breaker = make(Clock())
+    for _ in range(50):
+        call(breaker, CallerError())
+    assert state_of(breaker) is State.CLOSED
+
+
+def test_a_caller_error_in_a_trial_frees_the_slot_without_closing() -> None:
+    clock = Clock()
+    breaker = make(clock, half_open_calls=1)
+    trip(breaker)
+    clock.now += 5.0
+    breaker.record(breaker.acquire(), CallerError())
+    assert state_of(breaker) is State.HALF_OPEN
+    breaker.record(breaker.acquire())  # the slot was given back
+    assert state_of(breaker) is State.CLOSED
+
+
+def test_cancelled_calls_neither_count_nor_leak_a_trial_slot() -> None:
+    clock = Clock()
+    breaker = make(clock, half_open_calls=1)
+    for _ in range(20):
+        call(breaker, asyncio.CancelledError())
+    assert state_of(breaker) is State.CLOSED
+    trip(breaker)
+    clock.now += 5.0
+    breaker.record(breaker.acquire(), asyncio.CancelledError())
+    trial = breaker.acquire()  # not rejected: the cancelled trial gave its slot back
+    breaker.record(trial)
+    assert state_of(breaker) is State.CLOSED
+
+
+def test_slow_successful_calls_count_as_failures_when_configured() -> None:
+    clock = Clock()
+    breaker = make(clock, slow_call_s=1.0)
+    for _ in range(4):
+        permit = breaker.acquire()
+        clock.now += 1.5
+        breaker.record(permit)
+    assert state_of(breaker) is State.OPEN
+
+
+def test_recording_twice_counts_once() -> None:
+    breaker = make(Clock(), minimum_calls=1, failure_rate=1.0)
+    permit: Permit = breaker.acquire()
+    breaker.record(permit)
+    breaker.record(permit, Infra())
+    assert state_of(breaker) is State.CLOSED
+
+
+def test_a_trial_from_before_a_reopen_does_not_free_a_new_slot() -> None:
+    clock = Clock()
+    breaker = make(clock, half_open_calls=1)
+    trip(breaker)
+    clock.now += 5.0
+    stale = breaker.acquire()
+    breaker.record(stale, Infra())  # reopens
+    clock.now += 5.0
+    fresh = breaker.acquire()
+    with pytest.raises(CircuitOpen):
+        breaker.acquire()
+    breaker.record(fresh)
+    assert state_of(breaker) is State.CLOSED
