@@ -29,8 +29,16 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+class PoolStatus(BaseModel):
+    size: int
+    checked_out: int
+    overflow: int
+
+
 class ReadyStatus(BaseModel):
     status: Literal["ready"] = "ready"
+    # This worker's pool, for operators (and the fault tests: nothing leaked after a fault).
+    pool: PoolStatus | None = None
 
 
 @router.get("/health", response_model=Health)
@@ -46,4 +54,14 @@ async def ready(request: Request) -> ReadyStatus:
     result = await resources(request).readiness.check()
     if not result.ready:
         raise NotReady(result.reason or "not ready")
-    return ReadyStatus()
+    found = resources(request)
+    if found.database_or_none is None:
+        return ReadyStatus()
+    pool = found.database_or_none.engine.pool
+    return ReadyStatus(
+        pool=PoolStatus(
+            size=pool.size(),  # type: ignore[attr-defined]  # QueuePool API, not on Pool
+            checked_out=pool.checkedout(),  # type: ignore[attr-defined]
+            overflow=pool.overflow(),  # type: ignore[attr-defined]
+        )
+    )

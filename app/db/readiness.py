@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.resilience.circuit_breaker import CircuitBreaker, CircuitOpen
+from app.resilience.circuit_breaker import CircuitBreaker, CircuitOpen, State
 
 log = structlog.get_logger("app.readiness")
 
@@ -48,6 +48,11 @@ class ReadinessCheck:
         self._last_error: str | None = None
 
     async def check(self) -> Readiness:
+        if self._breaker is not None and self._breaker.state is State.OPEN:
+            # Traffic already showed the database failing: say so now, not after the cache.
+            retry = self._breaker.retry_after()
+            if retry > 0:
+                return Readiness(ready=False, reason=f"database circuit open ({retry:.0f} s)")
         if self._last is not None and self._clock() - self._last_at < self._cache_ttl:
             return self._last
         if self._inflight is None:

@@ -6,8 +6,10 @@ Served with the real config: `gunicorn -c gunicorn_conf.py tests.server.fault_ap
 from __future__ import annotations
 
 from fastapi import APIRouter
+from sqlalchemy import text
 
-from app.factory import create_app
+from app.db.session import DbSession
+from app.factory import add_routes, create_app
 
 BOOM = "fault-app exploded with internal detail"
 
@@ -19,5 +21,16 @@ async def boom() -> None:
     raise RuntimeError(BOOM)
 
 
+@faults.get("/backend-pid")
+async def backend_pid(session: DbSession) -> dict[str, int]:
+    return {"pid": int(await session.scalar(text("SELECT pg_backend_pid()")) or 0)}
+
+
+@faults.get("/db-sleep")
+async def db_sleep(seconds: float, session: DbSession) -> dict[str, float]:
+    await session.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
+    return {"slept": seconds}
+
+
 app = create_app()
-app.include_router(faults)
+add_routes(app, faults)

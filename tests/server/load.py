@@ -1,0 +1,80 @@
+"""A steady, bounded stream of concurrent requests over loopback, every response recorded."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Hit:
+    path: str
+    started: float
+    elapsed: float
+    status: int  # 0: no HTTP answer (connection error or client timeout)
+    problem_type: str | None
+
+
+@dataclass
+class Load:
+    hits: list[Hit] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def of(self, path: str, since: float = 0.0, until: float = float("inf")) -> list[Hit]:
+        with self.lock:
+            return [h for h in self.hits if h.path == path and since <= h.started < until]
+
+
+def _worker(base_url: str, path: str, pause: float, load: Load, stop: threading.Event) -> None:
+    with httpx.Client(base_url=base_url, timeout=10.0) as client:
+        while not stop.is_set():
+            started = time.monotonic()
+            status, problem_type = 0, None
+            try:
+                response = client.get(path)
+                status = response.status_code
+                if response.headers.get("content-type") == "application/problem+json":
+                    problem_type = response.json().get("type")
+            except httpx.HTTPError:
+                pass
+            hit = Hit(path, started, time.monotonic() - started, status, problem_type)
+            with load.lock:
+                load.hits.append(hit)
+            if pause:
+                stop.wait(pause)
+
+
+@contextmanager
+def steady_load(
+    base_url: str, streams: dict[str, tuple[int, float]], *, max_seconds: float = 60
+) -> Iterator[Load]:
+    """`streams`: path -> (concurrent clients, pause between requests). Stops on exit, or after
+    `max_seconds` whatever happens (a bounded load test)."""
+    load = Load()
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=_worker, args=(base_url, path, pause, load, stop), daemon=True)
+        for path, (clients, pause) in streams.items()
+        for _ in range(clients)
+    ]
+    timer = threading.Timer(max_seconds, stop.set)
+    timer.start()
+    for thread in threads:
+        thread.start()
+    try:
+        yield load
+    finally:
+        stop.set()
+        timer.cancel()
+        for thread in threads:
+            thread.join(timeout=15)
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]

@@ -1,0 +1,229 @@
+"""Database faults under load: the service stays alive, answers fast and honestly, and heals.
+
+Each test owns a PostgreSQL cluster and a real Gunicorn (one worker, so one breaker), drives a
+steady stream of concurrent requests over loopback, injects the fault, and asserts on every
+response it got.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devtools.pgcluster import PgCluster
+from tests.conftest import new_cluster
+from tests.server.load import p99, steady_load
+from tests.support import Server, db_env, gunicorn, make_settings, migrate, wait_for
+
+pytestmark = pytest.mark.slow
+
+ITEM = "/api/v1/items/1"
+OPEN_WAIT = 2.0
+REQUEST_LIMIT = 3.0
+FAULT_ENV = {
+    "BREAKER__OPEN_WAIT": str(OPEN_WAIT),
+    "BREAKER__MINIMUM_CALLS": "5",
+    "BREAKER__WINDOW_SIZE": "10",
+    "HTTP__REQUEST_TIMEOUT": str(REQUEST_LIMIT),
+    "DB__COMMAND_TIMEOUT": "1.0",
+    "DB__STATEMENT_TIMEOUT_MS": "800",
+    "DB__CONNECT_TIMEOUT": "1.0",
+    "DB__POOL_TIMEOUT": "1.0",
+    "DB__POOL_SIZE": "4",
+    "SERVER__GRACEFUL_TIMEOUT": "5",
+}
+
+
+@pytest.fixture(scope="module")
+def fault_pg() -> Iterator[PgCluster]:
+    cluster = new_cluster()
+    migrate(make_settings(cluster))
+    cluster.psql("INSERT INTO items (name) VALUES ('fault-test')", database="app")
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+        cluster.base.parent.rmdir()
+
+
+@pytest.fixture
+def pg(fault_pg: PgCluster) -> PgCluster:
+    if not fault_pg.is_running():
+        fault_pg.start()
+    return fault_pg
+
+
+@pytest.fixture
+def server(pg: PgCluster, tmp_path: Path) -> Iterator[Server]:
+    with gunicorn(db_env(pg) | FAULT_ENV, tmp_path / "gunicorn.log", workers=1) as running:
+        wait_for(f"{running.base_url}/ready")
+        for _ in range(10):  # a warm pool
+            assert httpx.get(f"{running.base_url}{ITEM}").status_code == 200
+        yield running
+
+
+def booted_workers(server: Server) -> int:
+    return server.output().count("Booting worker")
+
+
+def test_database_stop_and_start_under_load(pg: PgCluster, server: Server) -> None:
+    streams = {ITEM: (6, 0.0), "/health": (1, 0.05), "/ready": (1, 0.05)}
+    with steady_load(server.base_url, streams) as load:
+        time.sleep(1.0)
+        stopped_at = time.monotonic()
+        pg.stop()
+        time.sleep(OPEN_WAIT * 2)
+        started_at = time.monotonic()
+        pg.start()
+        time.sleep(OPEN_WAIT + 3)
+
+    health = load.of("/health")
+    assert health
+    assert all(hit.status == 200 for hit in health)
+
+    ready_503 = [h for h in load.of("/ready", since=stopped_at) if h.status == 503]
+    assert ready_503, "readiness never reported the outage"
+    time_to_not_ready = ready_503[0].started + ready_503[0].elapsed - stopped_at
+    assert time_to_not_ready < 1.0
+
+    items = load.of(ITEM)
+    assert all(hit.status in (200, 503, 504) for hit in items), {h.status for h in items}
+    assert max(hit.elapsed for hit in items) < REQUEST_LIMIT + 0.5
+
+    during = load.of(ITEM, since=stopped_at, until=started_at)
+    open_answers = [h for h in during if h.problem_type == "urn:problem:database-unavailable"]
+    assert open_answers
+    first_open = min(h.started for h in open_answers)
+    while_open = load.of(ITEM, since=first_open + 0.1, until=started_at)
+    assert while_open
+    assert all(hit.status == 503 for hit in while_open)
+    assert p99([hit.elapsed for hit in while_open]) < 0.05
+
+    recovered = [h for h in load.of(ITEM, since=started_at) if h.status == 200]
+    assert recovered, "never recovered"
+    time_to_recover = recovered[0].started + recovered[0].elapsed - started_at
+    assert time_to_recover < OPEN_WAIT + 2
+    assert booted_workers(server) == 1  # no worker was restarted
+    assert server.process.poll() is None
+
+    print(
+        f"\nstop/start: not ready after {time_to_not_ready:.3f} s; "
+        f"p99 while open {p99([h.elapsed for h in while_open]) * 1000:.1f} ms "
+        f"({len(while_open)} requests); recovered {time_to_recover:.2f} s after start"
+    )
+
+
+def test_restart_with_a_warm_pool_fails_nothing_after_it(pg: PgCluster, tmp_path: Path) -> None:
+    """Light load and the default breaker: the few requests that hit the restart window do not
+    trip it, and pool_pre_ping replaces every stale pooled connection afterwards."""
+    env = db_env(pg) | {"DB__POOL_SIZE": "4"}
+    with gunicorn(env, tmp_path / "gunicorn.log", workers=1) as server:
+        wait_for(f"{server.base_url}/ready")
+        with steady_load(server.base_url, {ITEM: (4, 0.0)}, max_seconds=10) as warm:
+            time.sleep(0.5)  # every pooled connection has been used
+        assert all(hit.status == 200 for hit in warm.hits)
+        with steady_load(server.base_url, {ITEM: (1, 0.1)}) as load:
+            time.sleep(1.0)
+            restart_began = time.monotonic()
+            pg.stop("fast")
+            pg.start()
+            restarted = time.monotonic()
+            time.sleep(3.0)
+    during = load.of(ITEM, since=restart_began, until=restarted)
+    failed_during = [h for h in during if h.status != 200]
+    after = load.of(ITEM, since=restarted)
+    assert len(after) > 10
+    assert [h.status for h in after if h.status != 200] == []
+    assert all(h.status in (503, 504) for h in failed_during)
+    print(
+        f"\nrestart: {len(failed_during)} of {len(during)} failed during "
+        f"({restarted - restart_began:.2f} s), 0 of {len(after)} after"
+    )
+
+
+def test_killed_backends_fail_at_most_the_in_flight_requests(pg: PgCluster, server: Server) -> None:
+    clients = 4
+    with steady_load(server.base_url, {ITEM: (clients, 0.0)}) as load:
+        time.sleep(1.0)
+        killed_at = time.monotonic()
+        killed = pg.psql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = 'app' AND pid <> pg_backend_pid()",
+            database="app",
+        )
+        time.sleep(2.0)
+    assert int(killed.strip()) >= 1
+    failed = [h for h in load.of(ITEM, since=killed_at - 0.5) if h.status != 200]
+    assert len(failed) <= clients
+    settled = load.of(ITEM, since=killed_at + 0.5)
+    assert settled
+    assert all(hit.status == 200 for hit in settled)
+    print(f"\nkill backends: {killed.strip()} killed, {len(failed)} requests failed")
+
+
+FAULT_APP = "tests.server.fault_app:app"
+
+
+def test_query_over_the_command_timeout_is_504_and_gone_from_the_server(
+    pg: PgCluster, tmp_path: Path
+) -> None:
+    env = db_env(pg) | FAULT_ENV | {"DB__POOL_SIZE": "1", "HTTP__SLOW_REQUEST_MS": "500"}
+    with gunicorn(env, tmp_path / "gunicorn.log", workers=1, app=FAULT_APP) as server:
+        wait_for(f"{server.base_url}/ready")
+        before = httpx.get(f"{server.base_url}/_test/backend-pid").json()["pid"]
+        started = time.monotonic()
+        slow = httpx.get(f"{server.base_url}/_test/db-sleep", params={"seconds": 5})
+        took = time.monotonic() - started
+        assert slow.status_code == 504
+        assert slow.json()["type"] == "urn:problem:database-timeout"
+        assert took < 1.5  # statement_timeout (0.8 s) ended it, well before the request limit
+        running = pg.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' "
+            "AND state = 'active' AND pid <> pg_backend_pid()",
+            database="app",
+        )
+        assert running.strip() == "0"
+        after = httpx.get(f"{server.base_url}/_test/backend-pid").json()["pid"]
+        assert after == before  # the same pooled connection, still usable
+        deadline = time.monotonic() + 5
+        while '"slow_request"' not in server.output() and "slow_request" not in server.output():
+            assert time.monotonic() < deadline, "no slow_request line"
+            time.sleep(0.05)
+        assert "/_test/db-sleep" in server.output()
+    print(f"\nslow query: 504 after {took:.2f} s, backend {before} reused")
+
+
+def test_pool_exhaustion_answers_the_excess_503_within_the_pool_timeout(
+    pg: PgCluster, tmp_path: Path
+) -> None:
+    env = db_env(pg) | {
+        "DB__POOL_SIZE": "2",
+        "DB__POOL_TIMEOUT": "0.5",
+        "DB__COMMAND_TIMEOUT": "3",
+        "DB__STATEMENT_TIMEOUT_MS": "2500",
+        "HTTP__REQUEST_TIMEOUT": "5",
+    }
+    with gunicorn(env, tmp_path / "gunicorn.log", workers=1, app=FAULT_APP) as server:
+        wait_for(f"{server.base_url}/ready")
+        streams = {"/_test/db-sleep?seconds=1.5": (6, 0.0), "/health": (1, 0.05)}
+        with steady_load(server.base_url, streams, max_seconds=10) as load:
+            time.sleep(1.2)
+        sleeps = load.of("/_test/db-sleep?seconds=1.5")
+        first_wave = [h for h in sleeps if h.started < min(x.started for x in sleeps) + 0.2]
+        busy = [h for h in first_wave if h.status == 503]
+        ok = [h for h in first_wave if h.status == 200]
+        assert len(ok) == 2
+        assert len(busy) == 4
+        assert all(h.problem_type == "urn:problem:database-busy" for h in busy)
+        assert max(h.elapsed for h in busy) < 0.5 + 0.3
+        health = load.of("/health")
+        assert health
+        assert all(h.status == 200 for h in health)
+    print(
+        f"\npool exhaustion: 2 served, 4 got 503 after at most "
+        f"{max(h.elapsed for h in busy):.2f} s; /health {len(health)} x 200"
+    )
