@@ -17,6 +17,7 @@ import pytest
 from devtools.pgcluster import PgCluster
 from tests.conftest import new_cluster
 from tests.server.load import p99, steady_load
+from tests.server.tcp_proxy import TcpProxy
 from tests.support import Server, db_env, gunicorn, make_settings, migrate, wait_for
 
 pytestmark = pytest.mark.slow
@@ -226,4 +227,40 @@ def test_pool_exhaustion_answers_the_excess_503_within_the_pool_timeout(
     print(
         f"\npool exhaustion: 2 served, 4 got 503 after at most "
         f"{max(h.elapsed for h in busy):.2f} s; /health {len(health)} x 200"
+    )
+
+
+def test_network_partition_ends_every_request_in_time_and_heals(
+    pg: PgCluster, tmp_path: Path
+) -> None:
+    proxy = TcpProxy(pg.port)
+    env = db_env(pg) | FAULT_ENV
+    env["DATABASE_URL"] = env["DATABASE_URL"].replace(f":{pg.port}/", f":{proxy.port}/")
+    with proxy.running(), gunicorn(env, tmp_path / "gunicorn.log", workers=1) as server:
+        wait_for(f"{server.base_url}/ready")
+        streams = {ITEM: (4, 0.0), "/health": (1, 0.05)}
+        with steady_load(server.base_url, streams) as load:
+            time.sleep(1.0)
+            held_at = time.monotonic()
+            proxy.hold()
+            time.sleep(4.0)
+            healed_at = time.monotonic()
+            proxy.heal()
+            time.sleep(OPEN_WAIT + 3)
+        items = load.of(ITEM)
+        assert max(h.elapsed for h in items) < REQUEST_LIMIT + 0.5
+        during = load.of(ITEM, since=held_at + 0.05, until=healed_at)
+        assert during
+        assert {h.status for h in during} <= {503, 504}
+        assert all(h.status in (200, 503, 504) for h in items)
+        assert all(h.status == 200 for h in load.of("/health"))
+        recovered = [h for h in load.of(ITEM, since=healed_at) if h.status == 200]
+        assert recovered, "never recovered"
+        time_to_recover = recovered[0].started + recovered[0].elapsed - healed_at
+        assert time_to_recover < OPEN_WAIT + 2
+        pool = wait_for(f"{server.base_url}/ready").json()["pool"]
+        assert pool["checked_out"] == 0
+    print(
+        f"\npartition: {len(during)} requests during, slowest {max(h.elapsed for h in items):.2f}"
+        f" s; recovered {time_to_recover:.2f} s after healing; pool checked out {pool}"
     )
