@@ -8,12 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from app.factory import create_app
 from app.settings import Settings
 from devtools.pgcluster import PgCluster
-from tests.support import make_settings, migrate
+from tests.support import asgi_client, make_settings, migrate
 
 
 def new_cluster() -> PgCluster:
@@ -47,11 +46,5 @@ def settings(migrated: PgCluster) -> Settings:
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The whole app in-process, lifespan included, talking to the real database."""
-    app = create_app(settings)
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
-        ) as http,
-    ):
+    async with asgi_client(create_app(settings)) as http:
         yield http

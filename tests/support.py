@@ -7,8 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 from alembic import command
 from alembic.config import Config
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 
 from app.settings import Settings
 from devtools.pgcluster import PgCluster, free_port
@@ -60,6 +62,18 @@ def clean_env(**extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+@asynccontextmanager
+async def asgi_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The whole app in-process, lifespan included (httpx's transport alone skips it)."""
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
+        ) as client,
+    ):
+        yield client
 
 
 @dataclass

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, BackgroundTasks, FastAPI
 from fastapi.responses import StreamingResponse
 from sqlalchemy import text
@@ -22,7 +21,7 @@ from app.db.session import DbSession
 from app.factory import create_app
 from app.settings import Settings
 from devtools.pgcluster import PgCluster
-from tests.support import make_settings
+from tests.support import asgi_client, make_settings
 
 SECRET_KEY = "q7Vb2kLm9XzR4tYp8WnE3sHj6GfD1cAu"
 INTERNAL_DETAIL = "boom: SELECT password FROM users WHERE token='tok-123'"
@@ -129,12 +128,7 @@ async def stack(
                 raise AssertionError(f"not a JSON log line: {line!r}") from None
         return lines
 
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
-        ) as client,
-    ):
+    async with asgi_client(app) as client:
         yield client, logs
 
 
@@ -336,13 +330,7 @@ async def test_cors_is_off_unless_origins_are_configured(stack: Stack, migrated:
         migrated,
         http={"allowed_hosts": ["testserver"], "cors_origins": "https://app.example.com"},
     )
-    app = create_app(settings)
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
-        ) as cors_client,
-    ):
+    async with asgi_client(create_app(settings)) as cors_client:
         allowed = await cors_client.options("/api/v1/items", headers=preflight)
         assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
         other = preflight | {"origin": "https://evil.example"}
