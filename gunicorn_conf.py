@@ -23,8 +23,8 @@ from app.settings import Settings, SettingsError, load_settings
 def _usable_cpus() -> tuple[int, dict[str, Any]]:
     """CPUs this process may really use: the affinity mask and the cgroup CPU quota.
 
-    `os.cpu_count()` and `multiprocessing.cpu_count()` count the host's cores and ignore a
-    container's quota (FIELD_NOTES; cpython#149452): 64 workers in a 2-CPU pod.
+    The standard library's CPU counters count the host's cores and ignore a container's quota
+    (FIELD_NOTES; cpython#149452): 64 workers in a 2-CPU pod.
     """
     inputs: dict[str, Any] = {"affinity": len(os.sched_getaffinity(0))}
     usable = float(inputs["affinity"])

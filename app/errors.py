@@ -78,7 +78,7 @@ class GatewayTimeout(AppError):
 
 
 def request_id_of(scope: Scope) -> str | None:
-    """The id `RequestContextMiddleware` stored for this request (None outside it)."""
+    """The id `HttpMiddleware` stored for this request (None outside it)."""
     state = scope.get("state")
     return state.get(REQUEST_ID_KEY) if isinstance(state, dict) else None
 

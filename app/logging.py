@@ -18,7 +18,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from app.settings import LogSettings
 
-# The current request's id, set by RequestContextMiddleware. One ContextVar set and reset per
+# The current request's id, set by HttpMiddleware. One ContextVar set and reset per
 # request is cheaper than structlog's bind_contextvars/reset_contextvars pair (measured: bench).
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 
