@@ -17,45 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from app.logging import dict_config
+from app.server_config import worker_count
 from app.settings import Settings, SettingsError, load_settings
-
-
-def _usable_cpus() -> tuple[int, dict[str, Any]]:
-    """CPUs this process may really use: the affinity mask and the cgroup CPU quota.
-
-    The standard library's CPU counters count the host's cores and ignore a container's quota
-    (FIELD_NOTES; cpython#149452): 64 workers in a 2-CPU pod.
-    """
-    inputs: dict[str, Any] = {"affinity": len(os.sched_getaffinity(0))}
-    usable = float(inputs["affinity"])
-    quota = _cgroup_quota()
-    if quota is not None:
-        inputs["cgroup_quota"] = round(quota, 2)
-        usable = min(usable, quota)
-    return max(1, round(usable)), inputs
-
-
-def _cgroup_quota() -> float | None:
-    v2 = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "max 100000" or "200000 100000"
-    if v2.is_file():
-        limit, _, period = v2.read_text().strip().partition(" ")
-        return None if limit == "max" else int(limit) / int(period)
-    v1_quota = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
-    v1_period = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
-    if v1_quota.is_file() and v1_period.is_file():
-        quota = int(v1_quota.read_text())
-        return None if quota <= 0 else quota / int(v1_period.read_text())
-    return None
-
-
-def _workers(settings: Settings) -> tuple[int, dict[str, Any]]:
-    if settings.web_concurrency is not None:
-        return settings.web_concurrency, {"source": "WEB_CONCURRENCY"}
-    cpus, inputs = _usable_cpus()
-    # Async workers: one per usable CPU is enough; the floor keeps a second worker serving
-    # while one restarts, the cap keeps the database connection budget in reach.
-    low, high = settings.server.workers_min, settings.server.workers_max
-    return min(max(cpus, low), high), {"source": "cpus", **inputs, "min": low, "max": high}
 
 
 def _load() -> Settings:
@@ -68,7 +31,11 @@ def _load() -> Settings:
 
 _settings = _load()
 _server = _settings.server
-_workers_count, _workers_inputs = _workers(_settings)
+_workers_count, _workers_inputs = worker_count(
+    _settings.web_concurrency,
+    minimum=_server.workers_min,
+    maximum=_server.workers_max,
+)
 # Workers inherit the environment: tell them how many of them there are (connection budget).
 os.environ["WEB_CONCURRENCY"] = str(_workers_count)
 
