@@ -5,6 +5,10 @@ Served with the real config: `gunicorn -c gunicorn_conf.py tests.server.fault_ap
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
+
 from fastapi import APIRouter
 from sqlalchemy import text
 
@@ -19,6 +23,22 @@ faults = APIRouter(prefix="/_test")
 @faults.get("/boom")
 async def boom() -> None:
     raise RuntimeError(BOOM)
+
+
+@faults.get("/sleep")
+async def sleep(seconds: float) -> dict[str, int]:
+    await asyncio.sleep(seconds)
+    return {"pid": os.getpid()}
+
+
+@faults.get("/block")
+async def block(seconds: float) -> None:
+    time.sleep(seconds)  # noqa: ASYNC251 - blocks the event loop on purpose (heartbeat test)
+
+
+@faults.get("/pid")
+async def pid() -> dict[str, int]:
+    return {"pid": os.getpid()}
 
 
 @faults.get("/backend-pid")

@@ -1,0 +1,122 @@
+"""Gunicorn's process management, proven with real signals against a real master."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devtools.pgcluster import PgCluster
+from tests.server.load import steady_load
+from tests.support import Server, db_env, gunicorn, wait_for
+
+pytestmark = pytest.mark.slow
+FAULT_APP = "tests.server.fault_app:app"
+
+
+def workers(server: Server) -> set[int]:
+    found = subprocess.run(
+        ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True, check=False
+    )
+    return {int(pid) for pid in found.stdout.split()}
+
+
+def wait_workers(server: Server, count: int, *, timeout: float = 10) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while (found := workers(server)) and len(found) != count:
+        assert time.monotonic() < deadline, f"{len(found)} workers, expected {count}"
+        time.sleep(0.05)
+    return found
+
+
+def test_term_lets_in_flight_requests_finish_then_exits_cleanly(
+    migrated: PgCluster, tmp_path: Path
+) -> None:
+    env = db_env(migrated) | {"SERVER__GRACEFUL_TIMEOUT": "10"}
+    with gunicorn(env, tmp_path / "gunicorn.log", workers=2, app=FAULT_APP) as server:
+        wait_for(f"{server.base_url}/ready")
+        with ThreadPoolExecutor(4) as pool:
+            pending = [
+                pool.submit(httpx.get, f"{server.base_url}/_test/sleep?seconds=2", timeout=10)
+                for _ in range(4)
+            ]
+            time.sleep(0.5)
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            with pytest.raises(httpx.ConnectError):  # the listener closed at once
+                httpx.get(f"{server.base_url}/health", timeout=1)
+            statuses = [future.result().status_code for future in pending]
+        assert statuses == [200] * 4
+        assert server.process.wait(timeout=15) == 0
+        assert server.output().count("database_disposed") == 2  # each worker's lifespan shutdown
+
+
+def test_a_killed_worker_is_replaced_and_the_service_continues(
+    migrated: PgCluster, tmp_path: Path
+) -> None:
+    with gunicorn(db_env(migrated), tmp_path / "gunicorn.log", workers=2) as server:
+        wait_for(f"{server.base_url}/ready")
+        before = wait_workers(server, 2)
+        clients = 4
+        with steady_load(server.base_url, {"/api/v1/items": (clients, 0.0)}) as load:
+            time.sleep(1.0)
+            victim = min(before)
+            killed_at = time.monotonic()
+            os.kill(victim, signal.SIGKILL)
+            deadline = killed_at + 2
+            while not ((now := workers(server)) - before and len(now) == 2):
+                assert time.monotonic() < deadline, "no replacement within 2 s"
+                time.sleep(0.02)
+            replaced_after = time.monotonic() - killed_at
+            wait_for(f"{server.base_url}/ready")
+            time.sleep(1.0)
+        failed = [hit for hit in load.hits if hit.status != 200]
+        assert len(failed) <= clients  # at most what the killed worker had in flight
+        settled = [hit for hit in load.hits if hit.started > killed_at + replaced_after + 0.5]
+        assert settled
+        assert all(hit.status == 200 for hit in settled)
+    print(f"\nSIGKILL: replaced in {replaced_after:.2f} s, {len(failed)} failed")
+
+
+def test_ttin_and_ttou_change_the_worker_count(migrated: PgCluster, tmp_path: Path) -> None:
+    with gunicorn(db_env(migrated), tmp_path / "gunicorn.log", workers=2) as server:
+        wait_for(f"{server.base_url}/health")
+        wait_workers(server, 2)
+        server.process.send_signal(signal.SIGTTIN)
+        wait_workers(server, 3)
+        server.process.send_signal(signal.SIGTTOU)
+        wait_workers(server, 2)
+        assert httpx.get(f"{server.base_url}/health").status_code == 200
+
+
+def test_a_blocked_event_loop_gets_its_worker_replaced_while_others_serve(
+    migrated: PgCluster, tmp_path: Path
+) -> None:
+    env = db_env(migrated) | {"SERVER__TIMEOUT": "3"}
+    with gunicorn(env, tmp_path / "gunicorn.log", workers=2, app=FAULT_APP) as server:
+        wait_for(f"{server.base_url}/ready")
+        before = wait_workers(server, 2)
+        with ThreadPoolExecutor(1) as pool:
+            blocked = pool.submit(
+                httpx.get, f"{server.base_url}/_test/block?seconds=30", timeout=20
+            )
+            time.sleep(0.3)
+            started = time.monotonic()
+            with steady_load(server.base_url, {"/health": (2, 0.05)}, max_seconds=20) as load:
+                while not workers(server) - before:
+                    assert time.monotonic() - started < 3 + 3, "blocked worker not replaced"
+                    time.sleep(0.05)
+                replaced_after = time.monotonic() - started
+                time.sleep(0.5)
+            with pytest.raises(httpx.HTTPError):
+                blocked.result()  # its worker was killed under it
+        health = [hit.status for hit in load.hits]
+        assert health
+        assert health.count(200) == len(health)
+    print(f"\nblocked loop: worker replaced {replaced_after:.2f} s after the block")
