@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from devtools.pgcluster import PgCluster
+from tests.conftest import new_cluster
 from tests.server.load import steady_load
-from tests.support import Server, db_env, gunicorn, wait_for
+from tests.support import Server, db_env, gunicorn, make_settings, migrate, wait_for
 
 pytestmark = pytest.mark.slow
 FAULT_APP = "tests.server.fault_app:app"
@@ -120,3 +121,28 @@ def test_a_blocked_event_loop_gets_its_worker_replaced_while_others_serve(
         assert health
         assert health.count(200) == len(health)
     print(f"\nblocked loop: worker replaced {replaced_after:.2f} s after the block")
+
+
+def test_hup_during_a_database_outage_keeps_the_service_up(tmp_path: Path) -> None:
+    """A worker reboot while the database is down must not stop the master (a failing lifespan
+    startup would): /health stays 200 and /ready comes back with the database."""
+    cluster = new_cluster()
+    try:
+        migrate(make_settings(cluster))
+        with gunicorn(db_env(cluster), tmp_path / "gunicorn.log", workers=2) as server:
+            wait_for(f"{server.base_url}/ready")
+            before = wait_workers(server, 2)
+            cluster.stop()
+            for _ in range(2):
+                server.process.send_signal(signal.SIGHUP)
+                time.sleep(2.0)
+            after = wait_workers(server, 2)
+            assert not after & before  # every worker was replaced
+            assert server.process.poll() is None
+            assert httpx.get(f"{server.base_url}/health").status_code == 200
+            assert httpx.get(f"{server.base_url}/ready").status_code == 503
+            cluster.start()
+            wait_for(f"{server.base_url}/ready", timeout=10)
+    finally:
+        cluster.destroy()
+        cluster.base.parent.rmdir()
