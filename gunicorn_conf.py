@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,27 @@ def effective() -> dict[str, Any]:
 
 
 def on_starting(server: Any) -> None:
+    # A fresh directory for prometheus-client's multiprocess files, before any worker imports
+    # it: values of a previous run must not be summed into this one.
+    metrics_dir = Path(tempfile.mkdtemp(prefix="app-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     server.log.info("gunicorn_config %s", json.dumps(effective(), sort_keys=True))
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    # Imported here, after on_starting set the directory (the master never imports the app).
+    from prometheus_client import Counter, multiprocess  # noqa: PLC0415
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+    global _worker_exits  # noqa: PLW0603 - one counter for the master's lifetime
+    if _worker_exits is None:
+        _worker_exits = Counter(
+            "gunicorn_worker_exits", "Workers that exited (recycled, killed, reloaded)."
+        )
+    _worker_exits.inc()
+
+
+_worker_exits: Any = None
 
 
 if __name__ == "__main__":

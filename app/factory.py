@@ -6,34 +6,41 @@ from fastapi import APIRouter, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from app.api import health
+from app.api.metrics import metrics_router
 from app.api.openapi import install_openapi
 from app.errors import install_error_handlers
 from app.items import router as items
 from app.lifespan import make_lifespan
 from app.logging import configure_logging
+from app.metrics import Metrics
 from app.middleware.access import AccessLog
 from app.middleware.http import HttpMiddleware, security_headers
 from app.settings import Settings, load_settings
 
 PROBE_PATHS = frozenset({"/health", "/ready"})
+# Polled by machines: exempt from the Host allow-list (kubelet and Prometheus use the pod IP)
+# and access-logged only when failing or sampled (LOG__PROBE_SAMPLE_RATE).
+MACHINE_PATHS = PROBE_PATHS | {"/metrics"}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else load_settings()
     configure_logging(settings.log, production=settings.is_production)
     docs = settings.docs_enabled
+    metrics = Metrics()
     app = FastAPI(
         title="app",
         version="0.1.0",
         debug=False,
-        lifespan=make_lifespan(settings),
+        lifespan=make_lifespan(settings, metrics),
         # No interactive docs or schema in production unless asked: they map the attack surface.
         openapi_url="/openapi.json" if docs else None,
         docs_url="/docs" if docs else None,
         redoc_url=None,
     )
     install_error_handlers(app)
-    _add_middleware(app, settings)
+    _add_middleware(app, settings, metrics)
+    add_routes(app, metrics_router(metrics, allowed=settings.http.metrics_allowed_networks))
     for router in (health.router, items.router):
         add_routes(app, router)
     install_openapi(app, no_database=frozenset({"/health"}))
@@ -52,7 +59,7 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
     app.router.routes.extend(router.routes)
 
 
-def _add_middleware(app: FastAPI, settings: Settings) -> None:
+def _add_middleware(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     """Pure ASGI middleware only: `HttpMiddleware` (see its docstring for why it is one class),
     and CORS inside it when origins are configured."""
     http = settings.http
@@ -68,13 +75,14 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
         HttpMiddleware,
         headers=security_headers(hsts_max_age=http.hsts_max_age),
         allowed_hosts=frozenset(host.lower() for host in http.allowed_hosts),
-        probe_paths=PROBE_PATHS,
+        probe_paths=MACHINE_PATHS,
+        metrics=metrics,
         max_body_bytes=http.max_body_bytes,
         timeout=http.request_timeout,
         access_log=AccessLog(
             enabled=settings.log.access,
             slow_request_ms=http.slow_request_ms,
-            probe_paths=PROBE_PATHS,
+            probe_paths=MACHINE_PATHS,
             probe_sample_rate=settings.log.probe_sample_rate,
         ),
     )

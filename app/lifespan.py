@@ -8,6 +8,8 @@ master), it only makes `/ready` answer 503 until the database is back.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -21,6 +23,7 @@ from app.db.engine import build_engine
 from app.db.failures import is_infrastructure_failure
 from app.db.gate import ConnectionGate
 from app.db.readiness import ReadinessCheck
+from app.metrics import BREAKER_STATES, Metrics
 from app.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
 from app.settings import BreakerSettings, Settings
 from app.state import Database, Resources, lifespan_state
@@ -60,8 +63,19 @@ async def _check_budget(settings: Settings, database: Database) -> None:
         )
 
 
+async def _sample_gauges(metrics: Metrics, database: Database, every: float = 1.0) -> None:
+    """Pool and breaker gauges, refreshed here rather than on every request."""
+    pool = database.engine.pool
+    while True:
+        metrics.pool.labels("size").set(pool.size())  # type: ignore[attr-defined]  # QueuePool
+        metrics.pool.labels("checked_out").set(pool.checkedout())  # type: ignore[attr-defined]
+        metrics.pool.labels("overflow").set(max(0, pool.overflow()))  # type: ignore[attr-defined]
+        metrics.breaker.set(BREAKER_STATES[database.breaker.state.value])
+        await asyncio.sleep(every)
+
+
 def make_lifespan(
-    settings: Settings,
+    settings: Settings, metrics: Metrics
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -93,9 +107,14 @@ def make_lifespan(
             timeout=settings.probes.ready_timeout,
             cache_ttl=settings.probes.ready_cache_ttl,
         )
+        sampler = asyncio.create_task(_sample_gauges(metrics, database)) if database else None
         try:
             yield lifespan_state(Resources(settings, database, readiness))
         finally:
+            if sampler is not None:
+                sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler
             if database is not None:
                 await database.engine.dispose()
                 log.info("database_disposed")

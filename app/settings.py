@@ -161,6 +161,9 @@ class HttpSettings(_Group):
     hsts_max_age: Annotated[int, Field(ge=0)] = 0
     # Serve /docs and /openapi.json; unset = on except in production.
     docs: bool | None = None
+    # Client networks that may read /metrics (comma-separated CIDRs); empty = anyone who can
+    # reach the port, so restrict it here or with a NetworkPolicy.
+    metrics_allowed_networks: CommaList = []
 
 
 class ServerSettings(_Group):

@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import REQUEST_ID_KEY, problem
 from app.logging import REQUEST_ID
+from app.metrics import Metrics
 from app.middleware.access import AccessLog
 from app.middleware.deadline import Deadlines
 from app.middleware.hosts import host_allowed
@@ -84,6 +85,7 @@ class HttpMiddleware:
         max_body_bytes: int,
         timeout: float,
         access_log: AccessLog,
+        metrics: Metrics,
     ) -> None:
         self.app = app
         self.headers = headers
@@ -92,6 +94,7 @@ class HttpMiddleware:
         self.max_body_bytes = max_body_bytes
         self.deadlines = Deadlines(timeout)
         self.access_log = access_log
+        self.metrics = metrics
         # Generated ids: 64 random bits per process (this runs after the fork, on the first
         # request) plus a counter; 32 hex characters like a UUID, without a urandom call per
         # request. Unique across workers and pods; not secret, and not meant to be.
@@ -149,6 +152,7 @@ class HttpMiddleware:
             return message
 
         token = REQUEST_ID.set(request_id)
+        self.metrics.in_flight.inc()
         try:
             refusal = self._refusal(scope, host, content_length)
             if refusal is not None:
@@ -180,8 +184,10 @@ class HttpMiddleware:
                 await self._timed_out(scope, receive, send_wrapper, started=bool(status))
         finally:
             # Until the last body chunk went out; a response cut short counts until now.
-            duration_ms = ((finished_at or time.perf_counter()) - started_at) * 1000
-            self.access_log.record(scope, status, duration_ms)
+            duration = (finished_at or time.perf_counter()) - started_at
+            self.metrics.in_flight.dec()
+            self.metrics.observe(scope["method"], _route(scope), status, duration)
+            self.access_log.record(scope, status, duration * 1000)
             REQUEST_ID.reset(token)
 
     def _refusal(

@@ -1,0 +1,60 @@
+"""/metrics: Prometheus text, summed across workers, surviving worker replacement."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devtools.pgcluster import PgCluster
+from tests.server.test_gunicorn_signals import wait_workers
+from tests.support import db_env, gunicorn, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def count(text: str, route: str, status: int = 200) -> float:
+    pattern = (
+        rf'^http_requests_total{{method="GET",route="{re.escape(route)}",status="{status}"}} '
+        r"([0-9.e+]+)$"
+    )
+    match = re.search(pattern, text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_counts_are_summed_across_workers_and_survive_a_reload(
+    migrated: PgCluster, tmp_path: Path
+) -> None:
+    with gunicorn(db_env(migrated), tmp_path / "gunicorn.log", workers=2) as server:
+        wait_for(f"{server.base_url}/ready")
+        before = wait_workers(server, 2)
+        n = 60
+        for _ in range(n):  # a new connection each: the kernel spreads them over both workers
+            response = httpx.get(f"{server.base_url}/api/v1/items")
+            assert response.status_code == 200
+        text = httpx.get(f"{server.base_url}/metrics").text
+        assert count(text, "/api/v1/items") == n
+        assert "http_request_duration_seconds_bucket" in text
+        assert re.search(r"^db_pool_connections\{kind=\"size\"\} [1-9]", text, re.M)
+        assert re.search(r"^db_circuit_breaker_state 0\.0$", text, re.M)
+
+        server.process.send_signal(signal.SIGHUP)  # every worker replaced
+        deadline = time.monotonic() + 15
+        while wait_workers(server, 2) & before:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        wait_for(f"{server.base_url}/ready")
+        text = httpx.get(f"{server.base_url}/metrics").text
+        assert count(text, "/api/v1/items") == n  # did not drop with the old workers
+        assert re.search(r"^gunicorn_worker_exits_total [2-9]", text, re.M)
+
+
+def test_metrics_can_be_limited_to_a_network(migrated: PgCluster, tmp_path: Path) -> None:
+    env = db_env(migrated) | {"HTTP__METRICS_ALLOWED_NETWORKS": "10.0.0.0/8"}
+    with gunicorn(env, tmp_path / "gunicorn.log", workers=1) as server:
+        wait_for(f"{server.base_url}/ready")
+        assert httpx.get(f"{server.base_url}/metrics").status_code == 404
