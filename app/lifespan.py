@@ -63,14 +63,16 @@ async def _check_budget(settings: Settings, database: Database) -> None:
         )
 
 
-async def _sample_gauges(metrics: Metrics, database: Database, every: float = 1.0) -> None:
-    """Pool and breaker gauges, refreshed here rather than on every request."""
-    pool = database.engine.pool
+async def _sample_metrics(metrics: Metrics, database: Database | None, every: float = 1.0) -> None:
+    """Once a second: pending request counts to the shared files, pool and breaker gauges."""
     while True:
-        metrics.pool.labels("size").set(pool.size())  # type: ignore[attr-defined]  # QueuePool
-        metrics.pool.labels("checked_out").set(pool.checkedout())  # type: ignore[attr-defined]
-        metrics.pool.labels("overflow").set(max(0, pool.overflow()))  # type: ignore[attr-defined]
-        metrics.breaker.set(BREAKER_STATES[database.breaker.state.value])
+        metrics.flush()
+        if database is not None:
+            pool = database.engine.pool
+            metrics.pool.labels("size").set(pool.size())  # type: ignore[attr-defined]  # QueuePool
+            metrics.pool.labels("checked_out").set(pool.checkedout())  # type: ignore[attr-defined]
+            metrics.pool.labels("overflow").set(max(0, pool.overflow()))  # type: ignore[attr-defined]
+            metrics.breaker.set(BREAKER_STATES[database.breaker.state.value])
         await asyncio.sleep(every)
 
 
@@ -107,14 +109,14 @@ def make_lifespan(
             timeout=settings.probes.ready_timeout,
             cache_ttl=settings.probes.ready_cache_ttl,
         )
-        sampler = asyncio.create_task(_sample_gauges(metrics, database)) if database else None
+        sampler = asyncio.create_task(_sample_metrics(metrics, database))
         try:
             yield lifespan_state(Resources(settings, database, readiness))
         finally:
-            if sampler is not None:
-                sampler.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sampler
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+            metrics.flush()  # what this worker counted since the last second
             if database is not None:
                 await database.engine.dispose()
                 log.info("database_disposed")

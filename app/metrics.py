@@ -4,10 +4,16 @@ Under Gunicorn, `gunicorn_conf.py` creates a fresh `PROMETHEUS_MULTIPROC_DIR` in
 before any worker starts; every worker writes its values there and `/metrics` merges all of
 them, so counts survive worker recycling. Outside Gunicorn (tests, a plain `uvicorn`) values
 live in memory. Metric objects are built per app into their own registry, never at import.
+
+Requests are counted in plain dicts and written to the shared files once a second (`flush()`,
+called by the lifespan and before every scrape): five locked mmap writes per request cost about
+8 % of a small request's CPU here (measured with `make bench`'s CPU column), one batch a second
+costs nothing measurable. Counts reach `/metrics` up to a second late.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterable
 from ipaddress import ip_address, ip_network
@@ -25,6 +31,8 @@ from prometheus_client import (
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "unmatched"  # the route label of requests no route matched: bounded cardinality
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
+_BOUNDS = LATENCY_BUCKETS
 
 
 class Metrics:
@@ -63,23 +71,39 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
-        # labels() validates and locks on every call; the children are cached instead.
-        self._requests: dict[tuple[str, str, int], Counter] = {}
-        self._latency: dict[tuple[str, str], Histogram] = {}
+        # Pending since the last flush: counts, and per (method, route) bucket counts + sum.
+        self._counts: dict[tuple[str, str, int], int] = {}
+        self._latencies: dict[tuple[str, str], list[float]] = {}
+        self.in_flight_now = 0
 
     def observe(self, method: str, route: str | None, status: int, seconds: float) -> None:
         route = route or UNMATCHED
         key = (method, route, status)
-        counter = self._requests.get(key)
-        if counter is None:
-            counter = self._requests[key] = self.requests.labels(method, route, str(status))
-        counter.inc()
-        histogram = self._latency.get((method, route))
-        if histogram is None:
-            histogram = self._latency[(method, route)] = self.latency.labels(method, route)
-        histogram.observe(seconds)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        pending = self._latencies.get((method, route))
+        if pending is None:
+            pending = self._latencies[(method, route)] = [0.0] * (len(_BOUNDS) + 1)
+        # Non-cumulative bucket counts, as prometheus-client keeps them; the last slot is the sum.
+        pending[bisect.bisect_left(_BOUNDS, seconds)] += 1
+        pending[-1] += seconds
+
+    def flush(self) -> None:
+        counts, self._counts = self._counts, {}
+        latencies, self._latencies = self._latencies, {}
+        for (method, route, status), count in counts.items():
+            self.requests.labels(method, route, str(status)).inc(count)
+        for (method, route), pending in latencies.items():
+            child = self.latency.labels(method, route)
+            # prometheus-client has no "observe n values"; its histogram child keeps one value
+            # per bucket (`_buckets`) and `_sum`, stable across releases (pinned in uv.lock).
+            for index, observed in enumerate(pending[:-1]):
+                if observed:
+                    child._buckets[index].inc(observed)
+            child._sum.inc(pending[-1])
+        self.in_flight.set(self.in_flight_now)
 
     def exposition(self) -> bytes:
+        self.flush()
         if os.environ.get(MULTIPROC_ENV):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

@@ -152,7 +152,7 @@ class HttpMiddleware:
             return message
 
         token = REQUEST_ID.set(request_id)
-        self.metrics.in_flight.inc()
+        self.metrics.in_flight_now += 1
         try:
             refusal = self._refusal(scope, host, content_length)
             if refusal is not None:
@@ -185,7 +185,7 @@ class HttpMiddleware:
         finally:
             # Until the last body chunk went out; a response cut short counts until now.
             duration = (finished_at or time.perf_counter()) - started_at
-            self.metrics.in_flight.dec()
+            self.metrics.in_flight_now -= 1
             self.metrics.observe(scope["method"], _route(scope), status, duration)
             self.access_log.record(scope, status, duration * 1000)
             REQUEST_ID.reset(token)

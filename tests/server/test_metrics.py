@@ -36,9 +36,14 @@ def test_counts_are_summed_across_workers_and_survive_a_reload(
         for _ in range(n):  # a new connection each: the kernel spreads them over both workers
             response = httpx.get(f"{server.base_url}/api/v1/items")
             assert response.status_code == 200
+        time.sleep(1.5)  # each worker writes its counts to the shared files once a second
         text = httpx.get(f"{server.base_url}/metrics").text
         assert count(text, "/api/v1/items") == n
-        assert "http_request_duration_seconds_bucket" in text
+        assert re.search(
+            r'^http_request_duration_seconds_count\{method="GET",route="/api/v1/items"\} 60\.0$',
+            text,
+            re.M,
+        )
         assert re.search(r"^db_pool_connections\{kind=\"size\"\} [1-9]", text, re.M)
         assert re.search(r"^db_circuit_breaker_state 0\.0$", text, re.M)
 
