@@ -95,18 +95,20 @@ def on_starting(server: Any) -> None:
 
 def child_exit(server: Any, worker: Any) -> None:
     # Imported here, after on_starting set the directory (the master never imports the app).
-    from prometheus_client import Counter, multiprocess  # noqa: PLC0415
+    # `registry=None`: multiprocess values live in files, and this module is executed again on
+    # every HUP, where registering the counter a second time would raise in the master.
+    # A metrics problem must never take the master down: log it and go on.
+    try:
+        from prometheus_client import Counter, multiprocess  # noqa: PLC0415
 
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
-    global _worker_exits  # noqa: PLW0603 - one counter for the master's lifetime
-    if _worker_exits is None:
-        _worker_exits = Counter(
-            "gunicorn_worker_exits", "Workers that exited (recycled, killed, reloaded)."
-        )
-    _worker_exits.inc()
-
-
-_worker_exits: Any = None
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+        Counter(
+            "gunicorn_worker_exits",
+            "Workers that exited (recycled, killed, reloaded).",
+            registry=None,
+        ).inc()
+    except Exception:
+        server.log.exception("worker exit metrics failed")
 
 
 if __name__ == "__main__":
