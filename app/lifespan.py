@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.db.budget import PoolBudgetExceeded, check_pool_budget
-from app.db.engine import build_engine
+from app.db.engine import build_engine, pool_usage
 from app.db.failures import is_infrastructure_failure
 from app.db.gate import ConnectionGate
 from app.db.readiness import ReadinessCheck
@@ -68,10 +68,10 @@ async def _sample_metrics(metrics: Metrics, database: Database | None, every: fl
     while True:
         metrics.flush()
         if database is not None:
-            pool = database.engine.pool
-            metrics.pool.labels("size").set(pool.size())  # type: ignore[attr-defined]  # QueuePool
-            metrics.pool.labels("checked_out").set(pool.checkedout())  # type: ignore[attr-defined]
-            metrics.pool.labels("overflow").set(max(0, pool.overflow()))  # type: ignore[attr-defined]
+            usage = pool_usage(database.engine)
+            metrics.pool.labels("size").set(usage.size)
+            metrics.pool.labels("checked_out").set(usage.checked_out)
+            metrics.pool.labels("overflow").set(max(0, usage.overflow))
             metrics.breaker.set(BREAKER_STATES[database.breaker.state.value])
         await asyncio.sleep(every)
 

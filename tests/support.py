@@ -24,7 +24,7 @@ from devtools.pgcluster import PgCluster, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # Variables a developer's shell might carry that would change what a test means.
-_OWN_PREFIXES = ("APP_", "DB__", "PROBES__", "SERVER__", "LOG__")
+_OWN_PREFIXES = ("APP_", "DB__", "PROBES__", "SERVER__", "LOG__", "HTTP__", "BREAKER__")
 _OWN_NAMES = {"DATABASE_URL", "SECRET_KEY", "PORT", "HOST", "WEB_CONCURRENCY"}
 
 

@@ -11,6 +11,7 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+from app.db.engine import pool_usage
 from app.errors import ServiceUnavailable
 from app.state import resources
 
@@ -57,11 +58,7 @@ async def ready(request: Request) -> ReadyStatus:
     found = resources(request)
     if found.database_or_none is None:
         return ReadyStatus()
-    pool = found.database_or_none.engine.pool
+    usage = pool_usage(found.database_or_none.engine)
     return ReadyStatus(
-        pool=PoolStatus(
-            size=pool.size(),  # type: ignore[attr-defined]  # QueuePool API, not on Pool
-            checked_out=pool.checkedout(),  # type: ignore[attr-defined]
-            overflow=pool.overflow(),  # type: ignore[attr-defined]
-        )
+        pool=PoolStatus(size=usage.size, checked_out=usage.checked_out, overflow=usage.overflow)
     )

@@ -7,6 +7,7 @@ database is down; that is what lets the service start, report "not ready" and re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import URL
@@ -43,3 +44,16 @@ def build_engine(url: URL, settings: DatabaseSettings, *, hide_parameters: bool)
         echo=settings.echo,
         connect_args=connect_args(settings),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PoolUsage:
+    size: int
+    checked_out: int
+    overflow: int
+
+
+def pool_usage(engine: AsyncEngine) -> PoolUsage:
+    """The pool's counters, for /ready and /metrics (QueuePool API, not on the base Pool)."""
+    pool: Any = engine.pool
+    return PoolUsage(size=pool.size(), checked_out=pool.checkedout(), overflow=pool.overflow())

@@ -203,7 +203,7 @@ class HttpMiddleware:
             if not content_length.isdigit():
                 return 400, "Invalid Content-Length."
             if int(content_length) > self.max_body_bytes:
-                return 413, f"The request body exceeds {self.max_body_bytes} bytes."
+                return 413, str(BodyTooLarge(self.max_body_bytes).detail)
         return None
 
     async def _unexpected(
