@@ -52,5 +52,6 @@ print-config: install ## print the effective Gunicorn configuration as JSON
 clean: ## remove the environment and the local database
 	rm -rf .venv .tools .local .mypy_cache .ruff_cache .pytest_cache
 
-bench: install ## full stack vs bare FastAPI + asyncpg under the same Gunicorn config (needs wrk)
+bench: install ## stack vs bare app, Gunicorn vs uvicorn, workers, memory, recycling (needs wrk)
 	$(RUN) python -m bench.run $(BENCH_ARGS)
+	$(RUN) python -m bench.server $(BENCH_SERVER_ARGS)

@@ -54,6 +54,9 @@ timeout = _server.timeout
 graceful_timeout = _server.graceful_timeout
 keepalive = _server.keepalive
 forwarded_allow_ips = _server.forwarded_allow_ips
+# Recycling bounds slow leaks; the jitter spreads the workers' restarts apart.
+max_requests = _server.max_requests
+max_requests_jitter = _server.max_requests_jitter
 # Engines and pools must be created after fork, in each worker's lifespan (FIELD_NOTES: pool).
 preload_app = False
 # Gunicorn >= 25.1 opens a control socket under ~/.gunicorn by default; unused here, and an
@@ -78,6 +81,8 @@ def effective() -> dict[str, Any]:
         "keepalive": keepalive,
         "backlog": backlog,
         "forwarded_allow_ips": forwarded_allow_ips,
+        "max_requests": max_requests,
+        "max_requests_jitter": max_requests_jitter,
         "preload_app": preload_app,
         "worker_tmp_dir": worker_tmp_dir,
         "accesslog": accesslog,

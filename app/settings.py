@@ -184,6 +184,14 @@ class ServerSettings(_Group):
     replicas: Annotated[int, Field(ge=1, le=1000)] = 1
     workers_min: Annotated[int, Field(ge=1, le=64)] = 2
     workers_max: Annotated[int, Field(ge=1, le=64)] = 8
+    # Recycle a worker after this many requests (0: never), plus a random 0..jitter so the
+    # workers do not all restart at once. A safety net against slow leaks in code a service adds
+    # later; recycling drops no request (app/worker.py) and costs one worker boot per recycle.
+    max_requests: Annotated[int, Field(ge=0, le=100_000_000)] = 50_000
+    max_requests_jitter: Annotated[int, Field(ge=0, le=100_000_000)] = 5_000
+    # How long a stopping worker keeps idle keep-alive connections open, so a request already on
+    # its way gets an answer (with `Connection: close`) instead of a reset (app/worker.py).
+    drain_idle_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
 
 
 class LogSettings(_Group):

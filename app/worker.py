@@ -1,25 +1,123 @@
-"""The Gunicorn worker class: `uvicorn_worker.UvicornWorker` plus what it does not pass through.
+"""The Gunicorn worker class: `uvicorn_worker.UvicornWorker` plus what it does not do.
 
-`uvicorn_worker` maps keepalive, timeout, max_requests, backlog and forwarded_allow_ips, but not
-uvicorn's `timeout_graceful_shutdown` (FIELD_NOTES). Without it an overrunning request is cut by
-Gunicorn's SIGKILL at `graceful_timeout`, and the lifespan shutdown (engine.dispose()) never
-runs; with it set a little lower, uvicorn ends the request itself and shutdown still runs.
+1. `uvicorn_worker` maps keepalive, timeout, max_requests, backlog and forwarded_allow_ips, but
+   not uvicorn's `timeout_graceful_shutdown` (FIELD_NOTES). Without it an overrunning request is
+   cut by Gunicorn's SIGKILL at `graceful_timeout`, and the lifespan shutdown (engine.dispose())
+   never runs; with it set a little lower, uvicorn ends the request itself and shutdown still runs.
+
+2. A stopping worker (SIGHUP reload, `max_requests` recycle, SIGTERM) must not drop requests.
+   uvicorn's `Server.shutdown()` closes every connection that has no response in progress at
+   once. Two kinds of request die there without an answer (measured: 0.2-0.5 % of requests
+   around each reload, docs/benchmarks.md):
+   - a request already on the wire over an idle kept-alive connection (the client cannot tell
+     the close came first, so it reports "server disconnected");
+   - a new connection the worker has accepted whose request bytes have not been read yet.
+   No library fixes this (uvicorn, uvicorn-worker and Gunicorn's own asgi worker all close idle
+   connections at once), so it is done here, the way Gunicorn's sync/gthread workers do
+   (benoitc/gunicorn#2313): once stopping, every response says `Connection: close`, and idle
+   connections are kept open for `SERVER__DRAIN_IDLE_SECONDS` so whatever is already in flight
+   on them gets that answer. Then the remaining idle ones are closed, and uvicorn's own shutdown
+   runs as before (wait for in-flight requests up to `timeout_graceful_shutdown`, lifespan).
+
+3. While draining, the worker keeps telling Gunicorn it is alive: uvicorn stops its heartbeat
+   when its main loop ends, so a recycling worker's in-flight requests got only `timeout`, not
+   `graceful_timeout`, before the master killed it (FIELD_NOTES).
+
+The parts of uvicorn touched here (`Server.shutdown`, `ServerState`, `HttpToolsProtocol`, the
+worker's `_serve`) are pinned by uv.lock and exercised by tests/server/test_gunicorn_signals.py.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
+import sys
+import time
 from typing import Any, ClassVar
 
+from gunicorn.arbiter import Arbiter  # type: ignore[import-untyped]  # no py.typed
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import Server, ServerState
 from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]  # ships no py.typed
+
+from app.settings import load_settings
 
 # Seconds kept between uvicorn giving up on in-flight requests and Gunicorn's SIGKILL.
 SHUTDOWN_MARGIN = 2
+# How often the drain loop looks at its connections.
+_DRAIN_POLL = 0.01
+
+
+class _State(ServerState):
+    def __init__(self) -> None:
+        super().__init__()
+        self.draining = False
+
+
+class DrainingHttpProtocol(HttpToolsProtocol):
+    """httptools' protocol that answers `Connection: close` once the worker is stopping."""
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        state = self.server_state
+        # The request's task starts on the next loop iteration, so its response sees this.
+        if isinstance(state, _State) and state.draining and self.cycle is not None:
+            self.cycle.keep_alive = False
+
+
+def _busy(connection: Any) -> bool:
+    cycle = connection.cycle
+    return cycle is not None and not cycle.response_complete
+
+
+class DrainingServer(Server):
+    """uvicorn's server whose shutdown answers what is already in flight before closing."""
+
+    def __init__(self, config: Any, *, drain_idle: float, heartbeat: Any) -> None:
+        super().__init__(config)
+        self._state = _State()
+        self.server_state = self._state
+        self._drain_idle = drain_idle
+        self._heartbeat = heartbeat
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        beating = asyncio.create_task(self._beat())
+        try:
+            await self._drain(sockets)
+            await super().shutdown(sockets)  # closes what is left, waits, lifespan shutdown
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+
+    async def _drain(self, sockets: list[socket.socket] | None) -> None:
+        # Stop accepting here; the listening socket stays open in the master and the other
+        # workers, so connections still in the kernel's queue go to them.
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        state = self._state
+        state.draining = True
+        deadline = time.monotonic() + self._drain_idle
+        while state.connections and time.monotonic() < deadline and not self.force_exit:
+            for connection in list(state.connections):
+                if _busy(connection):
+                    connection.shutdown()  # closes after this response (it started undrained)
+            await asyncio.sleep(_DRAIN_POLL)
+
+    async def _beat(self) -> None:
+        # Gunicorn kills a worker that stops notifying for `timeout` seconds.
+        while True:
+            await self._heartbeat()
+            await asyncio.sleep(1.0)
 
 
 class Worker(UvicornWorker):  # type: ignore[misc]  # base is untyped (Any)
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
-        "loop": "auto",  # uvloop and httptools from uvicorn[standard]: about twice h11/asyncio
-        "http": "auto",
+        "loop": "auto",  # uvloop from uvicorn[standard]: about twice asyncio's throughput
+        "http": DrainingHttpProtocol,  # httptools (uvicorn[standard]), drain-aware
         "server_header": False,  # do not advertise the server and its version
     }
 
@@ -27,3 +125,16 @@ class Worker(UvicornWorker):  # type: ignore[misc]  # base is untyped (Any)
         super().__init__(*args, **kwargs)
         graceful: float = self.cfg.graceful_timeout
         self.config.timeout_graceful_shutdown = max(1, int(graceful) - SHUTDOWN_MARGIN)
+        # Already validated by gunicorn_conf.py in the master; read again for this one value.
+        self.drain_idle = load_settings().server.drain_idle_seconds
+
+    async def _serve(self) -> None:
+        # uvicorn_worker's own `_serve`, with the draining server.
+        self.config.app = self.wsgi
+        server = DrainingServer(
+            self.config, drain_idle=self.drain_idle, heartbeat=self.callback_notify
+        )
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)

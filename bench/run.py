@@ -120,6 +120,38 @@ def start_server(app: str, env: dict[str, str], log: Path) -> tuple[subprocess.P
     raise RuntimeError(f"{app} did not start; see {log}")
 
 
+def bench_env(cluster: PgCluster) -> dict[str, str]:
+    """Production settings against the throwaway cluster; nothing of the caller's app config."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("APP_", "DB__", "HTTP__", "LOG__", "SERVER__", "PROBES__"))
+    } | {
+        "APP_ENV": "production",
+        "SECRET_KEY": SECRET_KEY,
+        "DATABASE_URL": cluster.url(),
+        "DB__SSLMODE": "verify-full",
+        "DB__SSLROOTCERT": str(cluster.ca_file),
+        "HTTP__ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": "2",
+    }
+
+
+def prepare_database(cluster: PgCluster, env: dict[str, str]) -> None:
+    """Migrate, and one row to read (id 1)."""
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    cluster.psql(
+        "INSERT INTO items (name, description) VALUES ('bench', 'one row')", database="app"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=7)
@@ -136,30 +168,8 @@ def main() -> int:
     cluster = PgCluster.create(workdir / "pg")
     servers: list[subprocess.Popen[bytes]] = []
     try:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("APP_", "DB__", "HTTP__", "LOG__", "SERVER__", "PROBES__"))
-        } | {
-            "APP_ENV": "production",
-            "SECRET_KEY": SECRET_KEY,
-            "DATABASE_URL": cluster.url(),
-            "DB__SSLMODE": "verify-full",
-            "DB__SSLROOTCERT": str(cluster.ca_file),
-            "HTTP__ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "HOST": "127.0.0.1",
-            "WEB_CONCURRENCY": "2",
-        }
-        subprocess.run(
-            [sys.executable, "-m", "alembic", "upgrade", "head"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        cluster.psql(
-            "INSERT INTO items (name, description) VALUES ('bench', 'one row')", database="app"
-        )
+        env = bench_env(cluster)
+        prepare_database(cluster, env)
         targets: dict[str, int] = {}
         masters: dict[str, int] = {}
         for name, app in (("stack", "app.main:app"), ("bare", "bench.bare_app:app")):

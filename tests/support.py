@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +116,12 @@ def wait_for(
 
 @contextmanager
 def gunicorn(
-    env: dict[str, str], log_path: Path, *, workers: int = 1, app: str = "app.main:app"
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    workers: int = 1,
+    app: str = "app.main:app",
+    args: Sequence[str] = (),
 ) -> Iterator[Server]:
     """The production command, `gunicorn -c gunicorn_conf.py app.main:app`, on loopback."""
     port = free_port()
@@ -126,7 +131,7 @@ def gunicorn(
     full_env.update(env)
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn_conf.py", app],
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn_conf.py", *args, app],
             cwd=ROOT,
             env=full_env,
             stdout=log,

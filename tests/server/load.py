@@ -18,6 +18,7 @@ class Hit:
     elapsed: float
     status: int  # 0: no HTTP answer (connection error or client timeout)
     problem_type: str | None
+    fresh: bool = False  # sent on a new connection (else on a kept-alive one)
 
 
 @dataclass
@@ -30,8 +31,12 @@ class Load:
             return [h for h in self.hits if h.path == path and since <= h.started < until]
 
 
-def _worker(base_url: str, path: str, pause: float, load: Load, stop: threading.Event) -> None:
-    with httpx.Client(base_url=base_url, timeout=10.0) as client:
+def _worker(
+    base_url: str, path: str, pause: float, load: Load, stop: threading.Event, *, fresh: bool
+) -> None:
+    # fresh: no connection is kept, so every request opens (and the server accepts) a new one.
+    limits = httpx.Limits(max_keepalive_connections=0) if fresh else httpx.Limits()
+    with httpx.Client(base_url=base_url, timeout=10.0, limits=limits) as client:
         while not stop.is_set():
             started = time.monotonic()
             status, problem_type = 0, None
@@ -42,7 +47,7 @@ def _worker(base_url: str, path: str, pause: float, load: Load, stop: threading.
                     problem_type = response.json().get("type")
             except httpx.HTTPError:
                 pass
-            hit = Hit(path, started, time.monotonic() - started, status, problem_type)
+            hit = Hit(path, started, time.monotonic() - started, status, problem_type, fresh)
             with load.lock:
                 load.hits.append(hit)
             if pause:
@@ -51,15 +56,26 @@ def _worker(base_url: str, path: str, pause: float, load: Load, stop: threading.
 
 @contextmanager
 def steady_load(
-    base_url: str, streams: dict[str, tuple[int, float]], *, max_seconds: float = 60
+    base_url: str,
+    streams: dict[str, tuple[int, float]],
+    *,
+    fresh_streams: dict[str, tuple[int, float]] | None = None,
+    max_seconds: float = 60,
 ) -> Iterator[Load]:
-    """`streams`: path -> (concurrent clients, pause between requests). Stops on exit, or after
-    `max_seconds` whatever happens (a bounded load test)."""
+    """`streams`: path -> (concurrent clients, pause between requests), over kept-alive
+    connections; `fresh_streams` the same with a new connection per request. Stops on exit, or
+    after `max_seconds` whatever happens (a bounded load test)."""
     load = Load()
     stop = threading.Event()
     threads = [
-        threading.Thread(target=_worker, args=(base_url, path, pause, load, stop), daemon=True)
-        for path, (clients, pause) in streams.items()
+        threading.Thread(
+            target=_worker,
+            args=(base_url, path, pause, load, stop),
+            kwargs={"fresh": fresh},
+            daemon=True,
+        )
+        for fresh, group in ((False, streams), (True, fresh_streams or {}))
+        for path, (clients, pause) in group.items()
         for _ in range(clients)
     ]
     timer = threading.Timer(max_seconds, stop.set)

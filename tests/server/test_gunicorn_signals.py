@@ -14,7 +14,7 @@ import pytest
 
 from devtools.pgcluster import PgCluster
 from tests.conftest import new_cluster
-from tests.server.load import steady_load
+from tests.server.load import Load, steady_load
 from tests.support import Server, db_env, gunicorn, make_settings, migrate, wait_for
 
 pytestmark = pytest.mark.slow
@@ -34,6 +34,81 @@ def wait_workers(server: Server, count: int, *, timeout: float = 10) -> set[int]
         assert time.monotonic() < deadline, f"{len(found)} workers, expected {count}"
         time.sleep(0.05)
     return found
+
+
+def wait_replaced(
+    server: Server, previous: set[int], count: int, *, timeout: float = 15
+) -> set[int]:
+    """Wait until `count` workers run and none of them is one of `previous`."""
+    deadline = time.monotonic() + timeout
+    while (found := workers(server)) and (len(found) != count or found & previous):
+        assert time.monotonic() < deadline, f"workers {found} still include some of {previous}"
+        time.sleep(0.05)
+    return found
+
+
+def wait_booted(server: Server, boots: int, *, timeout: float = 15) -> None:
+    """Wait until `boots` workers in all have finished their lifespan startup."""
+    deadline = time.monotonic() + timeout
+    while server.output().count("Application startup complete") < boots:
+        assert time.monotonic() < deadline, "workers did not finish booting"
+        time.sleep(0.05)
+
+
+# Both ways clients arrive: over kept-alive connections and with a new connection per request
+# (a stopping worker used to drop each kind differently, app/worker.py).
+MIXED = {"/health": (3, 0.0), "/api/v1/items": (1, 0.0)}
+
+
+def failures(load: Load) -> str:
+    failed = [hit for hit in load.hits if hit.status != 200]
+    fresh = sum(hit.fresh for hit in failed)
+    return f"{len(failed)} of {len(load.hits)} failed ({fresh} on new connections)"
+
+
+def test_hup_under_load_replaces_every_worker_and_drops_nothing(
+    migrated: PgCluster, tmp_path: Path
+) -> None:
+    with gunicorn(db_env(migrated), tmp_path / "gunicorn.log", workers=2) as server:
+        wait_for(f"{server.base_url}/ready")
+        generations = [wait_workers(server, 2)]
+        with steady_load(server.base_url, MIXED, fresh_streams=MIXED) as load:
+            time.sleep(0.5)
+            for generation in range(2, 6):
+                server.process.send_signal(signal.SIGHUP)
+                generations.append(wait_replaced(server, generations[-1], 2))
+                wait_booted(server, 2 * generation)
+                time.sleep(0.5)
+            time.sleep(0.5)
+        assert len(generations) == 5
+        assert sum(hit.fresh for hit in load.hits) > 50
+        assert sum(not hit.fresh for hit in load.hits) > 50
+        assert all(hit.status == 200 for hit in load.hits), failures(load)
+    slowest = max(hit.elapsed for hit in load.hits)
+    print(f"\nSIGHUP x4 under load: {failures(load)}, slowest {slowest:.2f} s")
+
+
+def test_max_requests_recycles_workers_under_load_and_drops_nothing(
+    migrated: PgCluster, tmp_path: Path
+) -> None:
+    env = db_env(migrated) | {"SERVER__MAX_REQUESTS": "150", "SERVER__MAX_REQUESTS_JITTER": "50"}
+    with gunicorn(env, tmp_path / "gunicorn.log", workers=2) as server:
+        wait_for(f"{server.base_url}/ready")
+        first = wait_workers(server, 2)
+        seen = set(first)
+        with steady_load(server.base_url, MIXED, fresh_streams=MIXED, max_seconds=40) as load:
+            deadline = time.monotonic() + 30
+            while len(seen - first) < 6:  # at least three recycles of each worker's slot
+                assert time.monotonic() < deadline, f"only {len(seen - first)} recycles"
+                seen |= workers(server)
+                time.sleep(0.05)
+            time.sleep(0.5)
+        assert server.process.poll() is None
+        assert all(hit.status == 200 for hit in load.hits), failures(load)
+        # Every request was counted once, across recycled workers (multiprocess metrics).
+        served = sum(hit.status == 200 for hit in load.hits)
+    print(f"\nmax_requests: {len(seen - first)} recycles under load, {failures(load)}")
+    assert served > 0
 
 
 def test_term_lets_in_flight_requests_finish_then_exits_cleanly(
@@ -123,21 +198,31 @@ def test_a_blocked_event_loop_gets_its_worker_replaced_while_others_serve(
     print(f"\nblocked loop: worker replaced {replaced_after:.2f} s after the block")
 
 
-def test_hup_during_a_database_outage_keeps_the_service_up(tmp_path: Path) -> None:
-    """A worker reboot while the database is down must not stop the master (a failing lifespan
-    startup would): /health stays 200 and /ready comes back with the database."""
+def test_reboots_during_a_database_outage_keep_the_service_up(tmp_path: Path) -> None:
+    """Worker reboots (SIGHUP, then `max_requests` recycles) while the database is down must not
+    stop the master (a failing lifespan startup would): /health stays 200 and /ready comes back
+    with the database."""
     cluster = new_cluster()
+    env = db_env(cluster) | {"SERVER__MAX_REQUESTS": "40", "SERVER__MAX_REQUESTS_JITTER": "0"}
     try:
         migrate(make_settings(cluster))
-        with gunicorn(db_env(cluster), tmp_path / "gunicorn.log", workers=2) as server:
+        with gunicorn(env, tmp_path / "gunicorn.log", workers=2) as server:
             wait_for(f"{server.base_url}/ready")
-            before = wait_workers(server, 2)
+            generation = wait_workers(server, 2)
+            boots = 2
+            wait_booted(server, boots)
             cluster.stop()
             for _ in range(2):
                 server.process.send_signal(signal.SIGHUP)
-                time.sleep(2.0)
-            after = wait_workers(server, 2)
-            assert not after & before  # every worker was replaced
+                generation = wait_replaced(server, generation, 2)
+                boots += 2
+                wait_booted(server, boots)  # a failed lifespan startup would stop the master
+            assert server.process.poll() is None
+            with httpx.Client(base_url=server.base_url) as client:
+                statuses = {client.get("/health").status_code for _ in range(200)}
+            assert statuses == {200}
+            wait_replaced(server, generation, 2)  # 200 requests > 2 x 40: both recycled
+            wait_booted(server, boots + 2)
             assert server.process.poll() is None
             assert httpx.get(f"{server.base_url}/health").status_code == 200
             assert httpx.get(f"{server.base_url}/ready").status_code == 503
