@@ -77,7 +77,7 @@ class DatabaseSettings(_Group):
     sslrootcert: Path | None = None
     # Production refuses anything weaker than verify-full unless this is set on purpose.
     allow_insecure_tls: bool = False
-    application_name: Annotated[str, Field(min_length=1, max_length=63)] = "app"
+    application_name: Annotated[str, Field(min_length=1, max_length=63)] = "fastapi-service"
     echo: bool = False
     # What a worker does when replicas x workers x (pool_size + max_overflow) exceeds the
     # server's max_connections - superuser_reserved_connections: log a warning, or refuse to

@@ -227,12 +227,12 @@ def recycling(env: dict[str, str], work: Path, seconds: float) -> list[str]:
     ]
     # max_requests: each worker recycles every ~6-12 s here, several times a run, and the jitter
     # (as large as the limit) keeps both from rebooting at once (a boot takes ~1.8 s here).
-    events = {"SIGHUP every 4 s": seconds, "max_requests 8000 (+0-8000)": 2 * seconds}
+    events = {"SIGHUP every 4 s": seconds, "max_requests 6000 (+0-6000)": 2 * seconds}
     for event, duration in events.items():
         for worker in (PLAIN_WORKER, OUR_WORKER):
             for close in (False, True):
                 extra = env | (
-                    {"SERVER__MAX_REQUESTS": "8000", "SERVER__MAX_REQUESTS_JITTER": "8000"}
+                    {"SERVER__MAX_REQUESTS": "6000", "SERVER__MAX_REQUESTS_JITTER": "6000"}
                     if event.startswith("max")
                     else {"SERVER__MAX_REQUESTS": "0"}
                 )

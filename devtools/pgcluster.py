@@ -304,6 +304,12 @@ class PgCluster:
     def create_database(self, name: str) -> None:
         self.psql(f'CREATE DATABASE "{name}" OWNER {APP_USER}')
 
+    def ensure_database(self, name: str) -> None:
+        """Create `name` unless it exists (names come from our own config, not from users)."""
+        query = f"SELECT 1 FROM pg_database WHERE datname = '{name}'"  # noqa: S608 - our own name
+        if not self.psql(query).strip():
+            self.create_database(name)
+
     def url(
         self,
         database: str = APP_USER,

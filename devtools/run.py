@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from devtools.pgcluster import PgCluster, server_user_can_reach
@@ -40,6 +41,12 @@ def _cluster_dir() -> Path:
     return fallback / "postgres"
 
 
+def service_database() -> str:
+    """The database name chosen when the service was generated (pyproject `[tool.service]`)."""
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        return str(tomllib.load(file)["tool"]["service"]["database"])
+
+
 def _local_cluster() -> PgCluster:
     where = _cluster_dir()
     cluster = PgCluster.load(where)
@@ -56,7 +63,9 @@ def main() -> int:
     cluster = None
     if not env.get("DATABASE_URL"):
         cluster = _local_cluster()
-        env["DATABASE_URL"] = cluster.url()
+        database = service_database()
+        cluster.ensure_database(database)
+        env["DATABASE_URL"] = cluster.url(database)
         env["DB__SSLMODE"] = "verify-full"
         env["DB__SSLROOTCERT"] = str(cluster.ca_file)
         _say(f"using the local PostgreSQL on localhost:{cluster.port} (TLS verify-full)")

@@ -1,0 +1,116 @@
+"""Turn the copied reference service into the new one.
+
+The template directory holds symlinks to the repository root's files, copied verbatim
+(`_copy_without_render`), so the root stays the one, runnable source of truth. Here, in the
+generated folder: drop what only the template needs, then replace the reference identity
+(pyproject.toml `[tool.service]`) with the answers, wherever it appears.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+ANSWERS = json.loads(r"""{{ cookiecutter | jsonify }}""")
+
+# Template machinery and local state that a copy from a working checkout may bring along.
+REMOVE = ("tests/template", ".venv", ".tools", ".local")
+CACHES = ("__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache")
+# Measured records of the reference service: they say what ran, and stay as they are.
+KEEP_AS_IS = ("docs/benchmarks.md",)
+
+
+def clean(project: Path) -> None:
+    # Git refuses to read a .gitignore that is a symlink, so the template links it by this name.
+    (project / "gitignore").rename(project / ".gitignore")
+    for relative in REMOVE:
+        path = project / relative
+        if path.is_dir():
+            shutil.rmtree(path)
+    for name in CACHES:
+        for path in list(project.rglob(name)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+Rule = Callable[[str], str]
+
+
+def replacements(
+    reference: dict[str, object], answers: dict[str, str]
+) -> tuple[list[Rule], list[Rule]]:
+    """Text rewrites, most specific first (the description contains words of the name); and
+    the ones uv.lock gets: its project entry and Python bound (the rest is hashes and sizes)."""
+    old_py, new_py = str(reference["python_version"]), answers["python_version"]
+
+    def literal(old: str, new: str) -> Rule:
+        return lambda text: text.replace(old, new)
+
+    def pattern(regex: str, new: str) -> Rule:
+        compiled = re.compile(regex)
+        return lambda text: compiled.sub(new, text)
+
+    requires = literal(f'requires-python = ">={old_py}"', f'requires-python = ">={new_py}"')
+    slug = literal(f'name = "{reference["slug"]}"', f'name = "{answers["project_slug"]}"')
+    return [
+        literal(str(reference["description"]), answers["description"]),
+        literal(str(reference["name"]), answers["project_name"]),
+        literal(str(reference["slug"]), answers["project_slug"]),
+        literal(str(reference["database"]), answers["database_name"]),
+        literal(f'author = "{reference["author"]}"', f'author = "{answers["author"]}"'),
+        literal(f'name = "{reference["author"]}"', f'name = "{answers["author"]}"'),
+        pattern(rf"(?<![\w.]){reference['port']}(?![\w])", answers["port"]),
+        literal(f'python_version = "{old_py}"', f'python_version = "{new_py}"'),
+        requires,
+        literal(f"python:{old_py}-", f"python:{new_py}-"),
+        literal(f'"py{old_py.replace(".", "")}"', f'"py{new_py.replace(".", "")}"'),
+        literal(f"Python {old_py}+", f"Python {new_py}+"),
+    ], [requires, slug]
+
+
+TEMPLATE_ONLY = re.compile(r"<!-- template-only[^>]*-->.*?<!-- /template-only -->\n*", re.DOTALL)
+
+
+def rewrite(project: Path, rules: list[Rule], lock_rules: list[Rule]) -> None:
+    for path in sorted(project.rglob("*")):
+        relative = path.relative_to(project).as_posix()
+        if not path.is_file() or path.is_symlink() or relative in KEEP_AS_IS:
+            continue
+        if relative.startswith(".git/"):
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # binary
+        new = TEMPLATE_ONLY.sub("", text)
+        for rule in lock_rules if relative == "uv.lock" else rules:
+            new = rule(new)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+
+
+def main() -> None:
+    project = Path.cwd()
+    clean(project)
+    reference = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["service"]
+    rules, lock_rules = replacements(reference, ANSWERS)
+    rewrite(project, rules, lock_rules)
+    slug = ANSWERS["project_slug"]
+    print(
+        f"\nCreated {slug}/. Next steps:\n"
+        f"  cd {slug}\n"
+        "  git init && git add -A && git commit -m 'Generated from the service template'\n"
+        "  make test   # lint, strict types and every test against a throwaway PostgreSQL\n"
+        "  make run    # the service under Gunicorn, with a local PostgreSQL\n"
+        "Keep it up to date with the template: `cruft check`, then `cruft update` "
+        "(README: Keeping a service up to date).",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""The repository as a cookiecutter/cruft template: what it generates is the reference service.
+
+Slow: each generated service gets a real `make test` (its own lint, types and test suite) and a
+real Gunicorn boot. Not copied into generated services (hooks/post_gen_project.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devtools.pgcluster import PgCluster, free_port
+from tests.support import ROOT, clean_env, wait_for
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+REFERENCE = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["service"]
+MACHINERY = ("cookiecutter.json", "hooks/", "{{cookiecutter.project_slug}}/", "tests/template/")
+TEMPLATE_ONLY = re.compile(r"<!-- template-only[^>]*-->.*?<!-- /template-only -->\n*", re.DOTALL)
+
+
+def tool_env() -> dict[str, str]:
+    """The environment a developer's shell would have: none of this checkout's venv or settings,
+    uv on PATH (as if installed), so a generated project does not download it again."""
+    env = clean_env()
+    env.pop("VIRTUAL_ENV", None)
+    paths = [p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(str(ROOT))]
+    env["PATH"] = os.pathsep.join([str(ROOT / ".tools" / "bin"), *paths])
+    return env
+
+
+def cookiecutter(
+    template: Path | str, out: Path, *answers: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "cookiecutter"), "--no-input", str(template), "-o", str(out), *answers],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=tool_env(),
+    )
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in folder.rglob("*")
+        if path.is_file() and ".git" not in path.relative_to(folder).parts
+    }
+
+
+def committed_files() -> set[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return {name for name in listed if (ROOT / name).is_file()}
+
+
+def identity_left(folder: Path) -> list[str]:
+    """Where any of the reference identity still appears."""
+    tokens = [REFERENCE["slug"], REFERENCE["name"], REFERENCE["database"]]
+    return [
+        f"{name}: {token}"
+        for name, content in files_of(folder).items()
+        for token in tokens
+        if token.encode() in content
+    ]
+
+
+def test_defaults_reproduce_the_reference_service(tmp_path: Path) -> None:
+    result = cookiecutter(ROOT, tmp_path)
+    assert result.returncode == 0, result.stderr
+    generated = files_of(tmp_path / str(REFERENCE["slug"]))
+    expected = {name for name in committed_files() if not name.startswith(MACHINERY)}
+    assert set(generated) == expected
+    for name in expected:
+        root = (ROOT / name).read_bytes()
+        if name == "README.md":
+            root = TEMPLATE_ONLY.sub("", root.decode()).encode()
+        assert generated[name] == root, f"{name} differs from the root's"
+    assert "cruft update" in result.stderr  # the next steps were printed
+
+
+@pytest.mark.parametrize(
+    ("answer", "named"),
+    [
+        ("project_slug=Billing_API", "project_slug"),
+        ("project_slug=-billing", "project_slug"),
+        ("port=80", "port"),
+        ("database_name=1st", "database_name"),
+    ],
+)
+def test_an_invalid_answer_is_refused_before_anything_is_written(
+    tmp_path: Path, answer: str, named: str
+) -> None:
+    result = cookiecutter(ROOT, tmp_path, answer)
+    assert result.returncode != 0
+    assert f"{named}=" in result.stderr
+    assert "is not valid: use" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[PgCluster]:
+    base = tmp_path / "pg"
+    base.mkdir()
+    base.chmod(0o755)
+    tmp_path.chmod(0o755)
+    cluster = PgCluster.create(base / "cluster")
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+def test_a_generated_service_passes_its_own_tests_and_boots(
+    tmp_path: Path, database: PgCluster
+) -> None:
+    result = cookiecutter(
+        ROOT, tmp_path, "project_name=My Billing API", "port=9123", "database_name=billing"
+    )
+    assert result.returncode == 0, result.stderr
+    project = tmp_path / "my-billing-api"
+    assert identity_left(project) == []
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert pyproject["project"]["name"] == "my-billing-api"
+    assert pyproject["tool"]["service"]["database"] == "billing"
+    assert "PORT=9123" in (project / ".env.example").read_text()
+    assert not (project / "tests" / "template").exists()
+    assert "template-only" not in (project / "README.md").read_text()
+
+    tested = subprocess.run(
+        ["make", "test"], cwd=project, env=tool_env(), capture_output=True, text=True, check=False
+    )
+    assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr[-3000:]
+    assert re.search(r"\d+ passed", tested.stdout)
+
+    database.ensure_database("billing")
+    env = tool_env() | {
+        "APP_ENV": "test",
+        "DATABASE_URL": database.url("billing"),
+        "DB__SSLMODE": "verify-full",
+        "DB__SSLROOTCERT": str(database.ca_file),
+        "HOST": "127.0.0.1",
+        "PORT": str(free_port()),
+        "WEB_CONCURRENCY": "1",
+    }
+    python = str(project / ".venv" / "bin" / "python")
+    subprocess.run([python, "-m", "alembic", "upgrade", "head"], cwd=project, env=env, check=True)
+    with (tmp_path / "gunicorn.log").open("w") as log:
+        server = subprocess.Popen(
+            [python, "-m", "gunicorn", "-c", "gunicorn_conf.py", "app.main:app"],
+            cwd=project,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        base = f"http://127.0.0.1:{env['PORT']}"
+        wait_for(f"{base}/ready", timeout=30)
+        assert httpx.get(f"{base}/health").status_code == 200
+        assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "My Billing API"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def test_cruft_creates_checks_and_updates_a_service(tmp_path: Path) -> None:
+    template = tmp_path / "template"
+    git("clone", "--quiet", str(ROOT), str(template), cwd=tmp_path)
+    cruft = str(BIN / "cruft")
+    created = subprocess.run(
+        [
+            cruft,
+            "create",
+            str(template),
+            "--no-input",
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--extra-context",
+            '{"project_name": "Ledger"}',
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=tool_env(),
+    )
+    assert created.returncode == 0, created.stderr
+    project = tmp_path / "out" / "ledger"
+    assert (project / ".cruft.json").is_file()
+    assert identity_left(project) == []
+    git("init", "--quiet", cwd=project)
+    git("add", "-A", cwd=project)
+    git("commit", "--quiet", "-m", "generated", cwd=project)
+
+    def check() -> int:
+        return subprocess.run(
+            [cruft, "check"], cwd=project, env=tool_env(), capture_output=True, check=False
+        ).returncode
+
+    assert check() == 0
+    # The template moves on: a change that mentions the identity, so the hook's rewrite shows.
+    readme = template / "README.md"
+    readme.write_text(readme.read_text() + f"\nRunbook for {REFERENCE['name']}: TBD.\n")
+    git("commit", "--quiet", "-am", "README: runbook stub", cwd=template)
+    assert check() == 1  # out of date
+
+    updated = subprocess.run(
+        [cruft, "update", "--skip-apply-ask", "--allow-untracked-files"],
+        cwd=project,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    assert "Runbook for Ledger: TBD." in (project / "README.md").read_text()
+    assert check() == 0
+    shutil.rmtree(template)

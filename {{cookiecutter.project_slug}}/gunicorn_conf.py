@@ -1,0 +1,1 @@
+../gunicorn_conf.py
