@@ -39,6 +39,8 @@ lint: install
 
 typecheck: install
 	$(RUN) mypy
+# The cookiecutter hooks exist in the template repository only, not in generated services.
+	$(if $(wildcard hooks),$(RUN) mypy hooks)
 
 pytest: install
 	$(RUN) pytest $(PYTEST_ARGS)

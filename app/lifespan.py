@@ -47,6 +47,10 @@ def build_breaker(settings: BreakerSettings) -> CircuitBreaker:
 
 
 async def _check_budget(settings: Settings, database: Database) -> None:
+    if settings.db.pgbouncer:
+        # max_connections behind PgBouncer is PgBouncer's business (default_pool_size).
+        log.info("pool_budget_unchecked", reason="pgbouncer")
+        return
     budget = await check_pool_budget(
         database.engine,
         replicas=settings.server.replicas,
@@ -101,6 +105,7 @@ def make_lifespan(
                 sslmode=str(settings.db.sslmode),
                 pool_size=settings.db.pool_size,
                 max_overflow=settings.db.max_overflow,
+                pgbouncer=settings.db.pgbouncer,
             )
             await _check_budget(settings, database)
         readiness = ReadinessCheck(

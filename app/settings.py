@@ -79,6 +79,11 @@ class DatabaseSettings(_Group):
     allow_insecure_tls: bool = False
     application_name: Annotated[str, Field(min_length=1, max_length=63)] = "fastapi-service"
     echo: bool = False
+    # DATABASE_URL points at PgBouncer in transaction mode: no client-side pool (PgBouncer is
+    # the pool), no statement caches, and a unique name for every prepared statement
+    # (FIELD_NOTES: PgBouncer; docs/operations.md). pool_size + max_overflow still bounds the
+    # connections each worker opens at once (the gate).
+    pgbouncer: bool = False
     # What a worker does when replicas x workers x (pool_size + max_overflow) exceeds the
     # server's max_connections - superuser_reserved_connections: log a warning, or refuse to
     # start (checked once at startup when the database answers; never blocks on it otherwise).

@@ -57,7 +57,7 @@ def free_port() -> int:
         return port
 
 
-def _run_as() -> list[str]:
+def run_as() -> list[str]:
     return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
 
@@ -66,13 +66,13 @@ def server_user_can_reach(path: Path) -> bool:
     existing = path
     while not existing.exists():
         existing = existing.parent
-    if not _run_as():
+    if not run_as():
         return os.access(existing, os.X_OK)
-    result = subprocess.run([*_run_as(), "test", "-x", str(existing)], check=False)
+    result = subprocess.run([*run_as(), "test", "-x", str(existing)], check=False)
     return result.returncode == 0
 
 
-def _chown_to_server_user(path: Path) -> None:
+def chown_to_server_user(path: Path) -> None:
     if os.geteuid() == 0:
         entry = pwd.getpwnam("postgres")
         os.chown(path, entry.pw_uid, entry.pw_gid)
@@ -166,7 +166,7 @@ class PgCluster:
         """initdb, TLS material, configuration; then start it and create the app role and db."""
         base.mkdir(parents=True, exist_ok=True)
         base.chmod(0o755)  # the server user must reach its data directory
-        _chown_to_server_user(base)
+        chown_to_server_user(base)
         cluster = cls(base, port or free_port(), secrets.token_urlsafe(24), find_bindir())
         cluster._initdb()
         cluster._write_tls()
@@ -191,7 +191,7 @@ class PgCluster:
     def _initdb(self) -> None:
         pwfile = self.base / "superuser.pw"
         pwfile.write_text(secrets.token_urlsafe(24))
-        _chown_to_server_user(pwfile)
+        chown_to_server_user(pwfile)
         try:
             self._pg(
                 "initdb",
@@ -218,7 +218,7 @@ class PgCluster:
             path = self.data / name
             path.write_bytes(content)
             path.chmod(mode)  # PostgreSQL refuses a key readable by others
-            _chown_to_server_user(path)
+            chown_to_server_user(path)
 
     def write_conf(self) -> None:
         """Port, sockets, TLS and access rules; rewritten to move a cluster to another port."""
@@ -234,7 +234,7 @@ class PgCluster:
             "fsync = off\n"  # throwaway and development data only
             "max_connections = 100\n"
         )
-        _chown_to_server_user(conf)
+        chown_to_server_user(conf)
         main_conf = self.data / "postgresql.conf"
         include = f"include_if_exists = '{CLUSTER_CONF}'\n"
         if include not in main_conf.read_text():
@@ -259,7 +259,7 @@ class PgCluster:
 
     def is_running(self) -> bool:
         result = subprocess.run(
-            [*_run_as(), str(self.bindir / "pg_ctl"), "-D", str(self.data), "status"],
+            [*run_as(), str(self.bindir / "pg_ctl"), "-D", str(self.data), "status"],
             capture_output=True,
             check=False,
         )
@@ -323,7 +323,7 @@ class PgCluster:
 
     def _pg(self, program: str, *args: str) -> str:
         result = subprocess.run(
-            [*_run_as(), str(self.bindir / program), *args],
+            [*run_as(), str(self.bindir / program), *args],
             capture_output=True,
             text=True,
             check=False,

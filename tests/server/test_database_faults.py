@@ -26,6 +26,7 @@ ITEM = "/api/v1/items/1"
 OPEN_WAIT = 2.0
 REQUEST_LIMIT = 3.0
 FAULT_ENV = {
+    "DB__APPLICATION_NAME": "fault-test",  # to find the service's backends on the server
     "BREAKER__OPEN_WAIT": str(OPEN_WAIT),
     "BREAKER__MINIMUM_CALLS": "5",
     "BREAKER__WINDOW_SIZE": "10",
@@ -153,7 +154,7 @@ def test_killed_backends_fail_at_most_the_in_flight_requests(pg: PgCluster, serv
         killed_at = time.monotonic()
         killed = pg.psql(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE application_name = 'app' AND pid <> pg_backend_pid()",
+            "WHERE application_name = 'fault-test' AND pid <> pg_backend_pid()",
             database="app",
         )
         time.sleep(2.0)

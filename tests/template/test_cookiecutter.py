@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from devtools.pgcluster import PgCluster, free_port
+from tests.conftest import new_cluster
 from tests.support import ROOT, clean_env, wait_for
 
 pytestmark = pytest.mark.slow
@@ -114,16 +115,13 @@ def test_an_invalid_answer_is_refused_before_anything_is_written(
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[PgCluster]:
-    base = tmp_path / "pg"
-    base.mkdir()
-    base.chmod(0o755)
-    tmp_path.chmod(0o755)
-    cluster = PgCluster.create(base / "cluster")
+def database() -> Iterator[PgCluster]:
+    cluster = new_cluster()
     try:
         yield cluster
     finally:
         cluster.destroy()
+        cluster.base.parent.rmdir()
 
 
 def test_a_generated_service_passes_its_own_tests_and_boots(

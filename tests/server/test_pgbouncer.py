@@ -1,0 +1,113 @@
+"""PgBouncer mode (DB__PGBOUNCER) against a real PgBouncer (Debian 12's 1.18) in transaction
+mode, in front of a real PostgreSQL, with the service under real Gunicorn."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devtools.pgbouncer import PgBouncer, pgbouncer
+from devtools.pgcluster import PgCluster
+from tests.conftest import new_cluster
+from tests.server.load import steady_load
+from tests.support import gunicorn, make_settings, migrate, wait_for
+
+pytestmark = pytest.mark.slow
+ITEMS = "/api/v1/items"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PgCluster]:
+    found = new_cluster()
+    migrate(make_settings(found))  # migrations go to PostgreSQL directly, as a Job would
+    # Startup parameters do not pass PgBouncer 1.18: the server-side limit is set per role.
+    found.psql("ALTER ROLE app SET statement_timeout = '4s'")
+    try:
+        yield found
+    finally:
+        found.destroy()
+        found.base.parent.rmdir()
+
+
+@pytest.fixture
+def bouncer(cluster: PgCluster) -> Iterator[PgBouncer]:
+    if not cluster.is_running():
+        cluster.start()
+    with pgbouncer(cluster) as running:
+        yield running
+
+
+def bouncer_env(bouncer: PgBouncer) -> dict[str, str]:
+    return {
+        "DATABASE_URL": bouncer.url(),
+        "DB__SSLMODE": "verify-full",
+        "DB__SSLROOTCERT": str(bouncer.cluster.ca_file),
+        "DB__PGBOUNCER": "true",
+        "DB__POOL_SIZE": "8",
+    }
+
+
+def test_items_crud_and_concurrent_reads_through_pgbouncer(
+    bouncer: PgBouncer, tmp_path: Path
+) -> None:
+    with gunicorn(bouncer_env(bouncer), tmp_path / "gunicorn.log", workers=2) as server:
+        wait_for(f"{server.base_url}/ready")
+        with httpx.Client(base_url=server.base_url) as client:
+            created = client.post(ITEMS, json={"name": "via-bouncer", "description": "x"})
+            assert created.status_code == 201, created.text
+            item = created.json()
+            path = f"{ITEMS}/{item['id']}"
+            assert client.get(path).json()["name"] == "via-bouncer"
+            patched = client.patch(path, json={"description": "y"})
+            assert patched.status_code == 200
+            assert patched.json()["description"] == "y"
+            assert client.post(ITEMS, json={"name": "via-bouncer"}).status_code == 409
+            assert any(i["id"] == item["id"] for i in client.get(ITEMS).json()["items"])
+
+            # Many transactions at once over 4 server connections: every statement is prepared
+            # under a fresh name, so none collides with or misses one on another connection.
+            def read(_: int) -> int:
+                return httpx.get(f"{server.base_url}{path}").status_code
+
+            with ThreadPoolExecutor(16) as pool:
+                statuses = list(pool.map(read, range(400)))
+            assert statuses == [200] * 400
+
+            assert client.delete(path).status_code == 204
+            assert client.get(path).status_code == 404
+        assert "pool_budget_unchecked" in server.output()
+    assert "prepared statement" not in server.output()
+
+
+def test_restart_behind_pgbouncer_fails_nothing_after_it(
+    bouncer: PgBouncer, tmp_path: Path
+) -> None:
+    """The fault tests' restart case, with PgBouncer between the service and PostgreSQL."""
+    with gunicorn(bouncer_env(bouncer), tmp_path / "gunicorn.log", workers=1) as server:
+        wait_for(f"{server.base_url}/ready")
+        created = httpx.post(f"{server.base_url}{ITEMS}", json={"name": "restart-bouncer"})
+        path = f"{ITEMS}/{created.json()['id']}"
+        with steady_load(server.base_url, {path: (4, 0.0)}, max_seconds=10) as warm:
+            time.sleep(0.5)
+        assert all(hit.status == 200 for hit in warm.hits)
+        with steady_load(server.base_url, {path: (1, 0.1)}) as load:
+            time.sleep(1.0)
+            restart_began = time.monotonic()
+            bouncer.cluster.stop("fast")
+            bouncer.cluster.start()
+            restarted = time.monotonic()
+            time.sleep(3.0)
+    during = load.of(path, since=restart_began, until=restarted)
+    after = load.of(path, since=restarted)
+    assert len(after) > 10
+    assert [h.status for h in after if h.status != 200] == []
+    assert all(h.status in (503, 504) for h in during if h.status != 200)
+    print(
+        f"\nrestart behind PgBouncer: {sum(h.status != 200 for h in during)} of {len(during)} "
+        f"failed during, 0 of {len(after)} after"
+    )
