@@ -93,12 +93,19 @@ def rewrite(project: Path, rules: list[Rule], lock_rules: list[Rule]) -> None:
             path.write_text(new, encoding="utf-8")
 
 
+def rename(project: Path, old: str, new: str) -> None:
+    """Files named after the service (deploy/systemd/<slug>.service) follow the new slug."""
+    for path in sorted(project.rglob(f"*{old}*"), key=lambda p: len(p.parts), reverse=True):
+        path.rename(path.with_name(path.name.replace(old, new)))
+
+
 def main() -> None:
     project = Path.cwd()
     clean(project)
     reference = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["service"]
     rules, lock_rules = replacements(reference, ANSWERS)
     rewrite(project, rules, lock_rules)
+    rename(project, str(reference["slug"]), ANSWERS["project_slug"])
     slug = ANSWERS["project_slug"]
     print(
         f"\nCreated {slug}/. Next steps:\n"

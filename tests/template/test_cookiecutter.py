@@ -77,7 +77,7 @@ def identity_left(folder: Path) -> list[str]:
         f"{name}: {token}"
         for name, content in files_of(folder).items()
         for token in tokens
-        if token.encode() in content
+        if token.encode() in content or token in name
     ]
 
 

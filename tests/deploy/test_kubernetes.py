@@ -1,0 +1,154 @@
+"""deploy/k8s rendered by a real kustomize, validated against the Kubernetes schemas, and held
+to the policies the service depends on (probes, shutdown timing, Restricted pods, budgets)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+import kubernetes_validate  # type: ignore[import-untyped]  # ships no py.typed
+import pytest
+import yaml
+
+from tests.support import ROOT, clean_env
+
+K8S = ROOT / "deploy" / "k8s"
+TARGETS = ["base", "overlays/production", "overlays/production-pgbouncer"]
+KUBERNETES_VERSION = "1.32.0"
+MARGIN_S = 5
+POSTGRES_CONNECTIONS = 97  # max_connections 100 - superuser_reserved_connections 3
+
+
+def render(target: str) -> list[dict[str, Any]]:
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(K8S / target)], capture_output=True, text=True, check=True
+    )
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (found,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    return found
+
+
+def config(docs: list[dict[str, Any]]) -> dict[str, str]:
+    (found,) = [
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("fastapi-service")
+    ]
+    return dict(found["data"])
+
+
+def gunicorn_config(env: dict[str, str]) -> dict[str, Any]:
+    """`python gunicorn_conf.py` with the ConfigMap's environment: the values the pods get.
+    The Secret's values and the mounted CA file are stand-ins (settings check the file exists)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".crt") as ca:
+        return _gunicorn_config(env | {"DB__SSLROOTCERT": ca.name})
+
+
+def _gunicorn_config(env: dict[str, str]) -> dict[str, Any]:
+    full = clean_env(**env) | {"DATABASE_URL": "postgresql://u:p@db/x"}
+    full |= {"SECRET_KEY": "k8s-policy-test-0f1e2d3c4b5a69788796a5b4c3d2e1f0"}
+    result = subprocess.run(
+        [sys.executable, "gunicorn_conf.py"],
+        cwd=ROOT,
+        env=full,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(result.stdout))
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (d["metadata"]["name"], d["spec"]["template"]["spec"])
+        for d in docs
+        if d["kind"] in {"Deployment", "Job"}
+    ]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_manifests_are_valid_kubernetes(target: str) -> None:
+    for doc in render(target):
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_pod_meets_the_restricted_standard_and_has_limits(target: str) -> None:
+    docs = render(target)
+    for name, spec in pod_specs(docs):
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True, name
+        assert pod["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert spec.get("automountServiceAccountToken") is False, name
+        assert not any("hostPath" in volume for volume in spec.get("volumes", [])), name
+        for container in spec["containers"]:
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["capabilities"]["drop"] == ["ALL"], name
+            assert security["readOnlyRootFilesystem"] is True, name
+            assert "/tmp" in {m["mountPath"] for m in container["volumeMounts"]}, name  # noqa: S108
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= set(resources["requests"]), name
+            assert "memory" in resources["limits"], name
+
+
+def mebibytes(quantity: str) -> float:
+    units = {"Mi": 1.0, "Gi": 1024.0}
+    return float(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_the_service_pods_probe_the_right_paths_and_shut_down_in_time() -> None:
+    docs = render("overlays/production")
+    spec = one(docs, "Deployment", "fastapi-service")["spec"]["template"]["spec"]
+    (app,) = spec["containers"]
+    port = {p["name"]: p["containerPort"] for p in app["ports"]}["http"]
+    (bind,) = gunicorn_config(config(docs))["bind"]
+    assert int(bind.rsplit(":", 1)[1]) == port  # the container listens where the probes look
+    assert app["startupProbe"]["httpGet"]["path"] == "/health"
+    assert app["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert app["readinessProbe"]["httpGet"]["path"] == "/ready"
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert app[probe]["httpGet"]["port"] == "http"
+    assert mebibytes(app["resources"]["limits"]["memory"]) >= 512
+
+    pre_stop = app["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    graceful = gunicorn_config(config(docs))["graceful_timeout"]
+    assert spec["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + graceful + MARGIN_S
+
+
+def test_worker_counts_and_pools_fit_the_database() -> None:
+    docs = render("overlays/production")
+    env = config(docs)
+    hpa = one(docs, "HorizontalPodAutoscaler", "fastapi-service")["spec"]
+    effective = gunicorn_config(env)
+    assert int(env["SERVER__REPLICAS"]) == hpa["maxReplicas"]
+    per_worker = int(env["DB__POOL_SIZE"]) + int(env["DB__MAX_OVERFLOW"])
+    needed = hpa["maxReplicas"] * effective["workers"] * per_worker
+    assert needed <= POSTGRES_CONNECTIONS
+    pdb = one(docs, "PodDisruptionBudget", "fastapi-service")["spec"]
+    assert pdb["minAvailable"] < hpa["minReplicas"]  # a drain can always evict one pod
+
+
+def test_the_service_routes_to_web_pods_only() -> None:
+    docs = render("overlays/production")
+    selector = one(docs, "Service", "fastapi-service")["spec"]["selector"]
+    web = one(docs, "Deployment", "fastapi-service")["spec"]["template"]["metadata"]["labels"]
+    job = one(docs, "Job", "fastapi-service-migrate")["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= web.items()
+    assert not selector.items() <= job.items()
+    assert one(docs, "Job", "fastapi-service-migrate")["spec"]["template"]["spec"]["containers"][0][
+        "command"
+    ] == ["alembic", "upgrade", "head"]
+
+
+def test_pgbouncer_overlay_switches_the_engine_mode() -> None:
+    docs = render("overlays/production-pgbouncer")
+    assert config(docs)["DB__PGBOUNCER"] == "true"
+    assert one(docs, "Service", "pgbouncer")["spec"]["ports"][0]["port"] == 6432
