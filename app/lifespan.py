@@ -98,6 +98,7 @@ def make_lifespan(
                     settings.db.pool_size + settings.db.max_overflow, settings.db.pool_timeout
                 ),
                 breaker=build_breaker(settings.breaker),
+                reader=engine.execution_options(isolation_level="AUTOCOMMIT"),
             )
             log.info(
                 "database_configured",

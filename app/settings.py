@@ -65,8 +65,10 @@ class DatabaseSettings(_Group):
     # SQLAlchemy's 30 s default holds a request far past any sane deadline.
     pool_timeout: Annotated[float, Field(gt=0, le=60)] = 3.0
     pool_recycle: Annotated[int, Field(ge=-1)] = 1800
-    # Seen here: after a PostgreSQL restart the first request fails without it.
-    pool_pre_ping: bool = True
+    # A full ping (3 round trips with asyncpg) before every checkout. Off: a free check for
+    # connections the server closed (restarts, terminated backends) runs instead
+    # (app/db/engine.py); on for networks that drop idle connections silently.
+    pool_pre_ping: bool = False
     connect_timeout: Annotated[float, Field(gt=0, le=60)] = 3.0
     # asyncpg cancels the query client-side after this; without it a query over a partitioned
     # network waits forever (FIELD_NOTES: database pool).
@@ -193,7 +195,9 @@ class ServerSettings(_Group):
     # workers do not all restart at once. A safety net against slow leaks in code a service adds
     # later; recycling drops no request (app/worker.py) and costs one worker boot per recycle.
     max_requests: Annotated[int, Field(ge=0, le=100_000_000)] = 50_000
-    max_requests_jitter: Annotated[int, Field(ge=0, le=100_000_000)] = 5_000
+    # Half the limit: at a few thousand requests/s per worker a 10 % jitter let both workers
+    # recycle within one boot time of each other (~2 s here), and nothing was serving.
+    max_requests_jitter: Annotated[int, Field(ge=0, le=100_000_000)] = 25_000
     # How long a stopping worker keeps idle keep-alive connections open, so a request already on
     # its way gets an answer (with `Connection: close`) instead of a reset (app/worker.py).
     drain_idle_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0

@@ -22,6 +22,8 @@ class Database:
     sessionmaker: async_sessionmaker[AsyncSession]
     gate: ConnectionGate
     breaker: CircuitBreaker
+    # The same pool, its connections in autocommit while checked out (app/db/session.py).
+    reader: AsyncEngine
 
 
 @dataclass(frozen=True, slots=True)

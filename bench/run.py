@@ -27,7 +27,16 @@ import httpx
 from devtools.pgcluster import PgCluster, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-ENDPOINTS = {"/health": "/health", "GET /api/v1/items/{id}": "/api/v1/items/1"}
+# Per endpoint: (label, server, path); the last one is the baseline the ratios divide by.
+CASES: dict[str, list[tuple[str, str, str]]] = {
+    "/health": [("stack", "stack", "/health"), ("bare", "bare", "/health")],
+    "GET /api/v1/items/{id}": [
+        ("stack", "stack", "/api/v1/items/1"),
+        # What most templates do: ORM session, per-request transaction, pool_pre_ping.
+        ("bare + ORM session in a transaction", "bare", "/orm/items/1"),
+        ("bare + raw asyncpg", "bare", "/api/v1/items/1"),
+    ],
+}
 SECRET_KEY = "bench-only-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 
 
@@ -135,6 +144,8 @@ def bench_env(cluster: PgCluster) -> dict[str, str]:
         "HTTP__ALLOWED_HOSTS": "127.0.0.1,localhost",
         "HOST": "127.0.0.1",
         "WEB_CONCURRENCY": "2",
+        # Steady state: no worker recycling in the middle of a round (bench.server measures it).
+        "SERVER__MAX_REQUESTS": "0",
     }
 
 
@@ -177,22 +188,23 @@ def main() -> int:
             servers.append(process)
             targets[name] = port
             masters[name] = process.pid
-        for port in targets.values():  # warm-up: pools filled, first-request costs paid
-            for path in ENDPOINTS.values():
+        for cases in CASES.values():  # warm-up: pools filled, first-request costs paid
+            for _, server, path in cases:
+                port = targets[server]
                 wrk(f"http://127.0.0.1:{port}{path}", seconds=2, connections=args.connections)
 
         samples: dict[tuple[str, str], list[Sample]] = {}
         for round_no in range(args.rounds):
-            order = ["stack", "bare"] if round_no % 2 == 0 else ["bare", "stack"]
-            for endpoint, path in ENDPOINTS.items():
-                for name in order:
+            for endpoint, cases in CASES.items():
+                # Alternate which case goes first from round to round.
+                for label, server, path in cases if round_no % 2 == 0 else cases[::-1]:
                     sample = wrk(
-                        f"http://127.0.0.1:{targets[name]}{path}",
+                        f"http://127.0.0.1:{targets[server]}{path}",
                         seconds=args.seconds,
                         connections=args.connections,
-                        master=masters[name],
+                        master=masters[server],
                     )
-                    samples.setdefault((endpoint, name), []).append(sample)
+                    samples.setdefault((endpoint, label), []).append(sample)
             print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr, flush=True)
         return report(samples, args)
     finally:
@@ -211,23 +223,24 @@ def report(samples: dict[tuple[str, str], list[Sample]], args: argparse.Namespac
     )
     print(
         "| endpoint | server | req/s | p50 ms | p99 ms | server CPU us/req | errors "
-        "| req/s stack / bare (median of rounds) |"
+        "| req/s vs the last row (median of per-round ratios) |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     failed = False
-    for endpoint in ENDPOINTS:
-        stack, bare = samples[(endpoint, "stack")], samples[(endpoint, "bare")]
-        ratios = [s.rps / b.rps for s, b in zip(stack, bare, strict=True)]
-        for name, runs in (("stack", stack), ("bare", bare)):
+    for endpoint, cases in CASES.items():
+        baseline = samples[(endpoint, cases[-1][0])]
+        for label, _, _ in cases:
+            runs = samples[(endpoint, label)]
             errors = sum(s.errors for s in runs)
             failed |= errors > 0
+            ratios = [s.rps / b.rps for s, b in zip(runs, baseline, strict=True)]
             ratio = (
                 f"**{statistics.median(ratios):.2f}** (rounds {min(ratios):.2f}-{max(ratios):.2f})"
-                if name == "stack"
+                if runs is not baseline
                 else ""
             )
             print(
-                f"| {endpoint} | {name} | {statistics.median(s.rps for s in runs):,.0f} "
+                f"| {endpoint} | {label} | {statistics.median(s.rps for s in runs):,.0f} "
                 f"| {statistics.median(s.p50_ms for s in runs):.2f} "
                 f"| {statistics.median(s.p99_ms for s in runs):.2f} "
                 f"| {statistics.median(s.cpu_us_per_request for s in runs):.0f} "

@@ -1,4 +1,9 @@
-"""One request is one transaction, guarded by the database circuit breaker.
+"""Database access for a request: a transaction for writes, a plain connection for reads.
+
+`DbSession` (writes, and reads that must see a consistent snapshot): one request is one
+transaction. `DbReader` (single-statement reads): a connection in autocommit, so no BEGIN and
+COMMIT round trips around the one SELECT (docs/adr/0005-read-path.md: 3 round trips fewer per
+read). Both are guarded the same way.
 
 The session dependency asks the breaker first (an open circuit answers 503 without touching the
 pool), waits its turn at the connection gate, opens the transaction, and commits it when the
@@ -12,15 +17,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.db.failures import failure_kind
 from app.errors import GatewayTimeout, ServiceUnavailable
 from app.resilience.circuit_breaker import CircuitOpen
-from app.state import resources
+from app.state import Database, resources
 
 
 class DatabaseUnavailable(ServiceUnavailable):
@@ -31,8 +37,9 @@ class DatabaseTimeout(GatewayTimeout):
     slug = "database-timeout"
 
 
-async def _transaction(request: Request) -> AsyncIterator[AsyncSession]:
-    database = resources(request).database
+@asynccontextmanager
+async def _guarded(database: Database) -> AsyncIterator[None]:
+    """Breaker, gate and error mapping around whatever the request does with the database."""
     try:
         permit = database.breaker.acquire()
     except CircuitOpen as exc:
@@ -42,8 +49,8 @@ async def _transaction(request: Request) -> AsyncIterator[AsyncSession]:
         ) from None
     error: BaseException | None = None
     try:
-        async with database.gate.slot(), database.sessionmaker() as session, session.begin():
-            yield session
+        async with database.gate.slot():
+            yield
     except BaseException as exc:
         error = exc
         kind = failure_kind(exc)
@@ -56,4 +63,19 @@ async def _transaction(request: Request) -> AsyncIterator[AsyncSession]:
         database.breaker.record(permit, error)
 
 
+async def _transaction(request: Request) -> AsyncIterator[AsyncSession]:
+    database = resources(request).database
+    async with _guarded(database), database.sessionmaker() as session, session.begin():
+        yield session
+
+
+async def _reader(request: Request) -> AsyncIterator[AsyncConnection]:
+    database = resources(request).database
+    async with _guarded(database), database.reader.connect() as connection:
+        yield connection
+
+
 DbSession = Annotated[AsyncSession, Depends(_transaction, scope="function")]
+# Autocommit: each statement is its own transaction. For one-statement reads only; anything
+# that writes, or reads twice and needs both reads to agree, takes DbSession.
+DbReader = Annotated[AsyncConnection, Depends(_reader, scope="function")]

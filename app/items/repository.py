@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.items.models import Item
@@ -16,12 +13,6 @@ class ItemRepository:
 
     async def get(self, item_id: int) -> Item | None:
         return await self._session.get(Item, item_id)
-
-    async def page(self, *, after: int | None, limit: int) -> Sequence[Item]:
-        query = select(Item).order_by(Item.id).limit(limit)
-        if after is not None:
-            query = query.where(Item.id > after)
-        return (await self._session.scalars(query)).all()
 
     def add(self, item: Item) -> None:
         self._session.add(item)

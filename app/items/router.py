@@ -5,8 +5,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from app.db.base import BIGINT_MAX
-from app.db.session import DbSession
+from app.db.session import DbReader, DbSession
 from app.errors import PROBLEM_JSON
+from app.items.errors import ItemNotFound
+from app.items.queries import ItemQueries
 from app.items.repository import ItemRepository
 from app.items.schemas import (
     PAGE_SIZE_DEFAULT,
@@ -19,11 +21,19 @@ from app.items.schemas import (
 from app.items.service import ItemService
 
 
-def _service(session: DbSession) -> ItemService:
+# `async def` on purpose: FastAPI runs a plain `def` dependency in a thread pool, a thread hop
+# per request (measured: docs/adr/0005-read-path.md).
+async def _service(session: DbSession) -> ItemService:
     return ItemService(ItemRepository(session))
 
 
+async def _queries(connection: DbReader) -> ItemQueries:
+    return ItemQueries(connection)
+
+
+# Writes: the service, in a transaction. Reads: the queries, on an autocommit connection.
 Items = Annotated[ItemService, Depends(_service)]
+ItemReads = Annotated[ItemQueries, Depends(_queries)]
 # Ids are BIGINT: a larger number is a 422, not a driver overflow error.
 ItemId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 
@@ -47,7 +57,7 @@ async def create_item(data: ItemCreate, items: Items) -> ItemPublic:
 
 @router.get("")
 async def list_items(
-    items: Items,
+    items: ItemReads,
     after: Annotated[
         int | None, Query(ge=0, le=BIGINT_MAX, description="Last id of the previous page")
     ] = None,
@@ -57,8 +67,11 @@ async def list_items(
 
 
 @router.get("/{item_id}", responses=_missing)
-async def get_item(item_id: ItemId, items: Items) -> ItemPublic:
-    return await items.get(item_id)
+async def get_item(item_id: ItemId, items: ItemReads) -> ItemPublic:
+    item = await items.get(item_id)
+    if item is None:
+        raise ItemNotFound(item_id)
+    return item
 
 
 @router.patch("/{item_id}", responses=_missing | _taken)

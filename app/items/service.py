@@ -1,4 +1,5 @@
-"""Item use cases. They flush to surface constraint violations; they never commit."""
+"""Item writes. They flush to surface constraint violations; they never commit. (Reads:
+`app/items/queries.py`.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from app.items.errors import ItemNameTaken, ItemNotFound
 from app.items.models import Item
 from app.items.repository import ItemRepository
-from app.items.schemas import ItemCreate, ItemPage, ItemPublic, ItemUpdate
+from app.items.schemas import ItemCreate, ItemPublic, ItemUpdate
 
 UNIQUE_VIOLATION = "23505"
 
@@ -25,16 +26,6 @@ class ItemService:
         self._items.add(item)
         await self._flush(item)
         return ItemPublic.model_validate(item)
-
-    async def get(self, item_id: int) -> ItemPublic:
-        return ItemPublic.model_validate(await self._load(item_id))
-
-    async def page(self, *, after: int | None, limit: int) -> ItemPage:
-        # One extra row tells whether another page exists without a COUNT.
-        rows = await self._items.page(after=after, limit=limit + 1)
-        items = [ItemPublic.model_validate(row) for row in rows[:limit]]
-        next_after = items[-1].id if len(rows) > limit else None
-        return ItemPage(items=items, next_after=next_after)
 
     async def update(self, item_id: int, data: ItemUpdate) -> ItemPublic:
         item = await self._load(item_id)

@@ -74,18 +74,18 @@ def test_hup_under_load_replaces_every_worker_and_drops_nothing(
         generations = [wait_workers(server, 2)]
         with steady_load(server.base_url, MIXED, fresh_streams=MIXED) as load:
             time.sleep(0.5)
-            for generation in range(2, 6):
+            for generation in range(2, 5):
                 server.process.send_signal(signal.SIGHUP)
                 generations.append(wait_replaced(server, generations[-1], 2))
                 wait_booted(server, 2 * generation)
                 time.sleep(0.5)
             time.sleep(0.5)
-        assert len(generations) == 5
+        assert len(generations) == 4
         assert sum(hit.fresh for hit in load.hits) > 50
         assert sum(not hit.fresh for hit in load.hits) > 50
         assert all(hit.status == 200 for hit in load.hits), failures(load)
     slowest = max(hit.elapsed for hit in load.hits)
-    print(f"\nSIGHUP x4 under load: {failures(load)}, slowest {slowest:.2f} s")
+    print(f"\nSIGHUP x3 under load: {failures(load)}, slowest {slowest:.2f} s")
 
 
 def test_max_requests_recycles_workers_under_load_and_drops_nothing(
@@ -98,7 +98,7 @@ def test_max_requests_recycles_workers_under_load_and_drops_nothing(
         seen = set(first)
         with steady_load(server.base_url, MIXED, fresh_streams=MIXED, max_seconds=40) as load:
             deadline = time.monotonic() + 30
-            while len(seen - first) < 6:  # at least three recycles of each worker's slot
+            while len(seen - first) < 4:  # at least two recycles of each worker's slot
                 assert time.monotonic() < deadline, f"only {len(seen - first)} recycles"
                 seen |= workers(server)
                 time.sleep(0.05)
@@ -212,11 +212,10 @@ def test_reboots_during_a_database_outage_keep_the_service_up(tmp_path: Path) ->
             boots = 2
             wait_booted(server, boots)
             cluster.stop()
-            for _ in range(2):
-                server.process.send_signal(signal.SIGHUP)
-                generation = wait_replaced(server, generation, 2)
-                boots += 2
-                wait_booted(server, boots)  # a failed lifespan startup would stop the master
+            server.process.send_signal(signal.SIGHUP)
+            generation = wait_replaced(server, generation, 2)
+            boots += 2
+            wait_booted(server, boots)  # a failed lifespan startup would stop the master
             assert server.process.poll() is None
             with httpx.Client(base_url=server.base_url) as client:
                 statuses = {client.get("/health").status_code for _ in range(200)}
