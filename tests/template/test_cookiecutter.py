@@ -6,11 +6,9 @@ real Gunicorn boot. Not copied into generated services (hooks/post_gen_project.p
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,35 +18,13 @@ import pytest
 
 from devtools.pgcluster import PgCluster, free_port
 from tests.conftest import new_cluster
-from tests.support import ROOT, clean_env, wait_for
+from tests.support import ROOT, wait_for
+from tests.template.generated import BIN, RUNNING, SLUG, cookiecutter, tool_env
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
 REFERENCE = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["service"]
 MACHINERY = ("cookiecutter.json", "hooks/", "{{cookiecutter.project_slug}}/", "tests/template/")
 TEMPLATE_ONLY = re.compile(r"<!-- template-only[^>]*-->.*?<!-- /template-only -->\n*", re.DOTALL)
-
-
-def tool_env() -> dict[str, str]:
-    """The environment a developer's shell would have: none of this checkout's venv or settings,
-    uv on PATH (as if installed), so a generated project does not download it again."""
-    env = clean_env()
-    env.pop("VIRTUAL_ENV", None)
-    paths = [p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(str(ROOT))]
-    env["PATH"] = os.pathsep.join([str(ROOT / ".tools" / "bin"), *paths])
-    return env
-
-
-def cookiecutter(
-    template: Path | str, out: Path, *answers: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "cookiecutter"), "--no-input", str(template), "-o", str(out), *answers],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=tool_env(),
-    )
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
@@ -124,14 +100,12 @@ def database() -> Iterator[PgCluster]:
         cluster.base.parent.rmdir()
 
 
-def test_a_generated_service_passes_its_own_tests_and_boots(
-    tmp_path: Path, database: PgCluster
-) -> None:
-    result = cookiecutter(
-        ROOT, tmp_path, "project_name=My Billing API", "port=9123", "database_name=billing"
-    )
-    assert result.returncode == 0, result.stderr
-    project = tmp_path / "my-billing-api"
+def test_a_generated_service_passes_its_own_tests_and_boots(database: PgCluster) -> None:
+    (generated,) = RUNNING  # generated, and its `make test` started, after collection
+    assert generated.generation is not None
+    assert generated.generation.returncode == 0, generated.generation.stderr
+    project = generated.project
+    assert project.name == SLUG
     assert identity_left(project) == []
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["name"] == "my-billing-api"
@@ -140,11 +114,10 @@ def test_a_generated_service_passes_its_own_tests_and_boots(
     assert not (project / "tests" / "template").exists()
     assert "template-only" not in (project / "README.md").read_text()
 
-    tested = subprocess.run(
-        ["make", "test"], cwd=project, env=tool_env(), capture_output=True, text=True, check=False
-    )
-    assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr[-3000:]
-    assert re.search(r"\d+ passed", tested.stdout)
+    returncode = generated.wait(timeout=900)
+    output = generated.log.read_text()
+    assert returncode == 0, output[-6000:]
+    assert re.search(r"\d+ passed", output)
 
     database.ensure_database("billing")
     env = tool_env() | {
@@ -158,7 +131,7 @@ def test_a_generated_service_passes_its_own_tests_and_boots(
     }
     python = str(project / ".venv" / "bin" / "python")
     subprocess.run([python, "-m", "alembic", "upgrade", "head"], cwd=project, env=env, check=True)
-    with (tmp_path / "gunicorn.log").open("w") as log:
+    with (generated.base / "gunicorn.log").open("w") as log:
         server = subprocess.Popen(
             [python, "-m", "gunicorn", "-c", "gunicorn_conf.py", "app.main:app"],
             cwd=project,

@@ -1,0 +1,21 @@
+"""Starts the generated service's own `make test` once collection is done (generated.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.template.generated import RUNNING, Generated
+
+NEEDS_IT = "test_a_generated_service_passes_its_own_tests_and_boots"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(item.name == NEEDS_IT for item in session.items) and not RUNNING:
+        generated = Generated()
+        generated.start()
+        RUNNING.append(generated)
+
+
+def pytest_sessionfinish() -> None:
+    while RUNNING:
+        RUNNING.pop().stop()
