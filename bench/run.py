@@ -96,6 +96,9 @@ def wrk(url: str, *, seconds: int, connections: int, master: int | None = None) 
         f"-c{connections}",
         f"-d{seconds}s",
         "--latency",
+        # A slow answer is not a failed one: wrk's 2 s default counts it as a socket error.
+        "--timeout",
+        "10s",
         url,
     ]
     before = cpu_seconds(master) if master else 0.0
