@@ -19,6 +19,9 @@ from tests.support import gunicorn, make_settings, migrate, wait_for
 
 pytestmark = pytest.mark.slow
 ITEMS = "/api/v1/items"
+# What these tests assert is correctness through PgBouncer, not speed: when this suite runs
+# alongside another (the generated service's, tests/template), httpx's 5 s default is too short.
+CLIENT_TIMEOUT = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,7 @@ def test_items_crud_and_concurrent_reads_through_pgbouncer(
 ) -> None:
     with gunicorn(bouncer_env(bouncer), tmp_path / "gunicorn.log", workers=2) as server:
         wait_for(f"{server.base_url}/ready")
-        with httpx.Client(base_url=server.base_url) as client:
+        with httpx.Client(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as client:
             created = client.post(ITEMS, json={"name": "via-bouncer", "description": "x"})
             assert created.status_code == 201, created.text
             item = created.json()
@@ -72,7 +75,7 @@ def test_items_crud_and_concurrent_reads_through_pgbouncer(
             # Many transactions at once over 4 server connections: every statement is prepared
             # under a fresh name, so none collides with or misses one on another connection.
             def reads(_: int) -> list[int]:
-                with httpx.Client(base_url=server.base_url) as own:
+                with httpx.Client(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as own:
                     return [own.get(path).status_code for _ in range(20)]
 
             with ThreadPoolExecutor(8) as pool:
@@ -91,7 +94,9 @@ def test_restart_behind_pgbouncer_fails_nothing_after_it(
     """The fault tests' restart case, with PgBouncer between the service and PostgreSQL."""
     with gunicorn(bouncer_env(bouncer), tmp_path / "gunicorn.log", workers=1) as server:
         wait_for(f"{server.base_url}/ready")
-        created = httpx.post(f"{server.base_url}{ITEMS}", json={"name": "restart-bouncer"})
+        created = httpx.post(
+            f"{server.base_url}{ITEMS}", json={"name": "restart-bouncer"}, timeout=CLIENT_TIMEOUT
+        )
         path = f"{ITEMS}/{created.json()['id']}"
         with steady_load(server.base_url, {path: (4, 0.0)}, max_seconds=10) as warm:
             time.sleep(0.5)

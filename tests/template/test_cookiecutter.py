@@ -100,7 +100,9 @@ def database() -> Iterator[PgCluster]:
         cluster.base.parent.rmdir()
 
 
-def test_a_generated_service_passes_its_own_tests_and_boots(database: PgCluster) -> None:
+def test_a_generated_service_passes_its_own_tests_and_boots(
+    database: PgCluster, tmp_path: Path
+) -> None:
     (generated,) = RUNNING  # generated, and its `make test` started, after collection
     assert generated.generation is not None
     assert generated.generation.returncode == 0, generated.generation.stderr
@@ -116,7 +118,11 @@ def test_a_generated_service_passes_its_own_tests_and_boots(database: PgCluster)
 
     returncode = generated.wait(timeout=900)
     output = generated.log.read_text()
-    assert returncode == 0, output[-6000:]
+    # The failures section, not the tail (that is mostly captured log lines); the whole log
+    # is kept next to pytest's other temporary files.
+    shutil.copy(generated.log, tmp_path / "generated-make-test.log")
+    failures = output[output.find("= FAILURES =") :] if "= FAILURES =" in output else output
+    assert returncode == 0, failures[:6000]
     assert re.search(r"\d+ passed", output)
 
     database.ensure_database("billing")
