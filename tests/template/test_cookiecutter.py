@@ -10,14 +10,12 @@ import re
 import shutil
 import subprocess
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from devtools.pgcluster import PgCluster, free_port
-from tests.conftest import new_cluster
 from tests.support import ROOT, wait_for
 from tests.template.generated import BIN, RUNNING, SLUG, cookiecutter, tool_env
 
@@ -90,19 +88,7 @@ def test_an_invalid_answer_is_refused_before_anything_is_written(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.fixture
-def database() -> Iterator[PgCluster]:
-    cluster = new_cluster()
-    try:
-        yield cluster
-    finally:
-        cluster.destroy()
-        cluster.base.parent.rmdir()
-
-
-def test_a_generated_service_passes_its_own_tests_and_boots(
-    database: PgCluster, tmp_path: Path
-) -> None:
+def test_a_generated_service_passes_its_own_tests_and_boots(pg: PgCluster, tmp_path: Path) -> None:
     (generated,) = RUNNING  # generated, and its `make test` started, after collection
     assert generated.generation is not None
     assert generated.generation.returncode == 0, generated.generation.stderr
@@ -125,12 +111,12 @@ def test_a_generated_service_passes_its_own_tests_and_boots(
     assert returncode == 0, failures[:6000]
     assert re.search(r"\d+ passed", output)
 
-    database.ensure_database("billing")
+    pg.ensure_database("billing")  # the session's cluster, a database of the service's own
     env = tool_env() | {
         "APP_ENV": "test",
-        "DATABASE_URL": database.url("billing"),
+        "DATABASE_URL": pg.url("billing"),
         "DB__SSLMODE": "verify-full",
-        "DB__SSLROOTCERT": str(database.ca_file),
+        "DB__SSLROOTCERT": str(pg.ca_file),
         "HOST": "127.0.0.1",
         "PORT": str(free_port()),
         "WEB_CONCURRENCY": "1",
