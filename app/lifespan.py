@@ -98,7 +98,13 @@ def make_lifespan(
                     settings.db.pool_size + settings.db.max_overflow, settings.db.pool_timeout
                 ),
                 breaker=build_breaker(settings.breaker),
-                reader=engine.execution_options(isolation_level="AUTOCOMMIT"),
+                # Behind PgBouncer in transaction mode, a statement outside a transaction can
+                # be prepared on one server connection and executed on another ("prepared
+                # statement ... does not exist", seen in tests/server/test_pgbouncer.py), so
+                # reads keep their transaction there.
+                reader=engine
+                if settings.db.pgbouncer
+                else engine.execution_options(isolation_level="AUTOCOMMIT"),
             )
             log.info(
                 "database_configured",

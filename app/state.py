@@ -22,7 +22,8 @@ class Database:
     sessionmaker: async_sessionmaker[AsyncSession]
     gate: ConnectionGate
     breaker: CircuitBreaker
-    # The same pool, its connections in autocommit while checked out (app/db/session.py).
+    # The same pool, its connections in autocommit while checked out (app/db/session.py);
+    # the engine itself behind PgBouncer (app/lifespan.py says why).
     reader: AsyncEngine
 
 
