@@ -86,6 +86,8 @@ def effective() -> dict[str, Any]:
         "preload_app": preload_app,
         "worker_tmp_dir": worker_tmp_dir,
         "accesslog": accesslog,
+        # Applied by each worker before it serves (app/worker.py `tune_gc`).
+        "gc_threshold": _server.gc_threshold,
         "app_env": _settings.app_env,
     }
 

@@ -201,6 +201,10 @@ class ServerSettings(_Group):
     # How long a stopping worker keeps idle keep-alive connections open, so a request already on
     # its way gets an answer (with `Connection: close`) instead of a reset (app/worker.py).
     drain_idle_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
+    # The garbage collector's youngest-generation threshold in each worker (0: Python's 700);
+    # the startup heap is frozen either way (app/worker.py `tune_gc`: the collector took 8 % of
+    # a worker's time on a database read with the defaults).
+    gc_threshold: Annotated[int, Field(ge=0, le=1_000_000)] = 5_000
 
 
 class LogSettings(_Group):

@@ -19,7 +19,11 @@
    on them gets that answer. Then the remaining idle ones are closed, and uvicorn's own shutdown
    runs as before (wait for in-flight requests up to `timeout_graceful_shutdown`, lifespan).
 
-3. While draining, the worker keeps telling Gunicorn it is alive: uvicorn stops its heartbeat
+3. Before serving, the heap built at startup (the app, its routes, SQLAlchemy and pydantic
+   internals) is frozen out of the garbage collector's way, and the youngest generation's
+   threshold is raised (`tune_gc`). See its docstring for the figures.
+
+4. While draining, the worker keeps telling Gunicorn it is alive: uvicorn stops its heartbeat
    when its main loop ends, so a recycling worker's in-flight requests got only `timeout`, not
    `graceful_timeout`, before the master killed it (FIELD_NOTES).
 
@@ -31,11 +35,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import os
 import socket
 import sys
 import time
 from typing import Any, ClassVar
 
+import structlog
 from gunicorn.arbiter import Arbiter  # type: ignore[import-untyped]  # no py.typed
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import Server, ServerState
@@ -114,6 +121,25 @@ class DrainingServer(Server):
             await asyncio.sleep(1.0)
 
 
+def tune_gc(threshold: int) -> dict[str, Any]:
+    """Freeze what exists now and set the youngest generation's threshold (0: keep Python's).
+
+    Python 3.11 collects the youngest generation each time 700 more container objects exist
+    than were freed, and every older collection walks the whole heap: a worker's startup heap
+    (FastAPI, SQLAlchemy, pydantic) is a few hundred thousand objects that will never be
+    garbage. Measured with one worker under wrk on `GET /api/v1/items/{id}`: the collector
+    took 7.5-8.6 % of the worker's time, half of it in full collections. `gc.freeze()` (made
+    for this case, Python docs) moves the startup heap to a generation no collection visits:
+    full collections fell from 0.36 s to 0.01 s per 8 s. A threshold of 5,000 left 3 young
+    collections in 16 s instead of ~1,100 at 700, so the collector's share fell under 0.1 %;
+    cyclic garbage waits for at most that many more objects before it is collected.
+    """
+    gc.freeze()
+    if threshold:
+        gc.set_threshold(threshold, *gc.get_threshold()[1:])
+    return {"frozen": gc.get_freeze_count(), "threshold": list(gc.get_threshold())}
+
+
 class Worker(UvicornWorker):  # type: ignore[misc]  # base is untyped (Any)
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         "loop": "auto",  # uvloop from uvicorn[standard]: about twice asyncio's throughput
@@ -125,10 +151,16 @@ class Worker(UvicornWorker):  # type: ignore[misc]  # base is untyped (Any)
         super().__init__(*args, **kwargs)
         graceful: float = self.cfg.graceful_timeout
         self.config.timeout_graceful_shutdown = max(1, int(graceful) - SHUTDOWN_MARGIN)
-        # Already validated by gunicorn_conf.py in the master; read again for this one value.
-        self.drain_idle = load_settings().server.drain_idle_seconds
+        # Already validated by gunicorn_conf.py in the master; read again for these values.
+        server = load_settings().server
+        self.drain_idle = server.drain_idle_seconds
+        self.gc_threshold = server.gc_threshold
 
     async def _serve(self) -> None:
+        # The app is imported and built (Gunicorn's `load_wsgi`); its lifespan has not run.
+        structlog.get_logger("app.worker").info(
+            "worker_gc", pid=os.getpid(), **tune_gc(self.gc_threshold)
+        )
         # uvicorn_worker's own `_serve`, with the draining server.
         self.config.app = self.wsgi
         server = DrainingServer(

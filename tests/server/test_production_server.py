@@ -115,3 +115,16 @@ def test_wrong_host_is_refused_but_probes_answer(server: Server) -> None:
 def test_docs_are_off_in_production(server: Server) -> None:
     assert httpx.get(f"{server.base_url}/docs").status_code == 404
     assert httpx.get(f"{server.base_url}/openapi.json").status_code == 404
+
+
+def test_each_worker_freezes_its_startup_heap_and_raises_the_gc_threshold(
+    server: Server,
+) -> None:
+    """Two workers, each logging what `tune_gc` did before it served (SERVER__GC_THRESHOLD
+    defaults to 5000; the startup heap of FastAPI + SQLAlchemy is well over 50,000 objects)."""
+    tuned = [line for line in json_lines(server) if line.get("event") == "worker_gc"]
+    assert len(tuned) == 2, tuned
+    assert len({line["pid"] for line in tuned}) == 2
+    for line in tuned:
+        assert line["threshold"][0] == 5000
+        assert line["frozen"] > 50_000
