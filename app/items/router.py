@@ -27,8 +27,8 @@ async def _service(session: DbSession) -> ItemService:
     return ItemService(ItemRepository(session))
 
 
-async def _queries(connection: DbReader) -> ItemQueries:
-    return ItemQueries(connection)
+async def _queries(reads: DbReader) -> ItemQueries:
+    return ItemQueries(reads)
 
 
 # Writes: the service, in a transaction. Reads: the queries, on an autocommit connection.
