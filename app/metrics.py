@@ -71,32 +71,29 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
-        # Pending since the last flush: counts, and per (method, route) bucket counts + sum.
-        self._counts: dict[tuple[str, str, int], int] = {}
-        self._latencies: dict[tuple[str, str], list[float]] = {}
+        # Pending since the last flush, per (method, route, status): the latency bucket counts
+        # (not cumulative, as prometheus-client keeps them) and, in the last slot, their sum.
+        # The request count is the buckets' total. One dict update per request.
+        self._pending: dict[tuple[str, str, int], list[float]] = {}
         self.in_flight_now = 0
 
     def observe(self, method: str, route: str | None, status: int, seconds: float) -> None:
-        route = route or UNMATCHED
-        key = (method, route, status)
-        self._counts[key] = self._counts.get(key, 0) + 1
-        pending = self._latencies.get((method, route))
+        key = (method, route or UNMATCHED, status)
+        pending = self._pending.get(key)
         if pending is None:
-            pending = self._latencies[(method, route)] = [0.0] * (len(_BOUNDS) + 1)
-        # Non-cumulative bucket counts, as prometheus-client keeps them; the last slot is the sum.
+            pending = self._pending[key] = [0.0] * (len(_BOUNDS) + 1)
         pending[bisect.bisect_left(_BOUNDS, seconds)] += 1
         pending[-1] += seconds
 
     def flush(self) -> None:
-        counts, self._counts = self._counts, {}
-        latencies, self._latencies = self._latencies, {}
-        for (method, route, status), count in counts.items():
-            self.requests.labels(method, route, str(status)).inc(count)
-        for (method, route), pending in latencies.items():
+        pending_all, self._pending = self._pending, {}
+        for (method, route, status), pending in pending_all.items():
+            buckets = pending[:-1]
+            self.requests.labels(method, route, str(status)).inc(sum(buckets))
             child = self.latency.labels(method, route)
             # prometheus-client has no "observe n values"; its histogram child keeps one value
             # per bucket (`_buckets`) and `_sum`, stable across releases (pinned in uv.lock).
-            for index, observed in enumerate(pending[:-1]):
+            for index, observed in enumerate(buckets):
                 if observed:
                     child._buckets[index].inc(observed)
             child._sum.inc(pending[-1])

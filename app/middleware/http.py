@@ -70,6 +70,22 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"The request body exceeds {limit} bytes.")
 
 
+def _limited(receive: Receive, max_body: int) -> Receive:
+    """`receive` counting the body bytes really delivered; 413 past `max_body`."""
+    received = 0
+
+    async def receive_limited() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > max_body:
+                raise BodyTooLarge(max_body)
+        return message
+
+    return receive_limited
+
+
 def _route(scope: Scope) -> str | None:
     return getattr(scope.get("route"), "path", None)
 
@@ -124,7 +140,8 @@ class HttpMiddleware:
         if request_id is None:
             request_id = f"{self._id_prefix}{next(self._id_counter):016x}"
         scope.setdefault("state", {})[REQUEST_ID_KEY] = request_id
-        response_headers = [(b"x-request-id", request_id.encode("ascii")), *self.headers]
+        request_id_header = (b"x-request-id", request_id.encode("ascii"))
+        security_headers = self.headers
 
         status = 0
         finished_at = 0.0
@@ -134,22 +151,14 @@ class HttpMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 # A new list: never mutate a Response object's own header list.
-                message["headers"] = [*message.get("headers", ()), *response_headers]
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    request_id_header,
+                    *security_headers,
+                ]
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 finished_at = time.perf_counter()
             await send(message)
-
-        received = 0
-        max_body = self.max_body_bytes
-
-        async def receive_limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > max_body:
-                    raise BodyTooLarge(max_body)
-            return message
 
         token = REQUEST_ID.set(request_id)
         self.metrics.in_flight_now += 1
@@ -163,9 +172,10 @@ class HttpMiddleware:
             bucket = self.deadlines.start(task)
             timed_out = False
             # No body announced (most GETs): nothing to count, so no receive() wrapper to pay for.
-            body_possible = chunked or (content_length is not None and content_length != b"0")
+            if chunked or (content_length is not None and content_length != b"0"):
+                receive = _limited(receive, self.max_body_bytes)
             try:
-                await self.app(scope, receive_limited if body_possible else receive, send_wrapper)
+                await self.app(scope, receive, send_wrapper)
             except asyncio.CancelledError:
                 if not self.deadlines.expired(task):
                     raise  # the client went away or the server is stopping: not ours to answer
