@@ -86,14 +86,15 @@ def _all(engine: Engine, statement: Executable, params: Params) -> Sequence[Row[
 
 
 class DbReads:
-    """Single-statement reads, each on a pooled connection in autocommit for that statement.
+    """Single-statement reads, each on a pooled connection in autocommit for that statement
+    (in a transaction behind PgBouncer: app/lifespan.py says why).
 
     Each call checks a connection out, executes, fetches and checks it back in within one
     switch into SQLAlchemy's greenlet, where `async with engine.connect()` and `await
-    conn.execute()` take three (measured with bench-style loads here: ~120 us less CPU per
-    read, a quarter of what SQLAlchemy adds over raw asyncpg). `sqlalchemy.util.greenlet_spawn`
-    is the bridge SQLAlchemy's own asyncio extension is built on. The connection is held only
-    for the statement, not for the rest of the request.
+    conn.execute()` take three (measured in a loop against the real database: ~120 us less CPU
+    per read, about 40 % of what SQLAlchemy added over raw asyncpg). `greenlet_spawn` is the
+    bridge SQLAlchemy's own asyncio extension is built on. The connection is held only for the
+    statement, not for the rest of the request.
     """
 
     def __init__(self, database: Database) -> None:

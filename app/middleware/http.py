@@ -141,7 +141,7 @@ class HttpMiddleware:
             request_id = f"{self._id_prefix}{next(self._id_counter):016x}"
         scope.setdefault("state", {})[REQUEST_ID_KEY] = request_id
         request_id_header = (b"x-request-id", request_id.encode("ascii"))
-        security_headers = self.headers
+        common_headers = self.headers
 
         status = 0
         finished_at = 0.0
@@ -154,7 +154,7 @@ class HttpMiddleware:
                 message["headers"] = [
                     *message.get("headers", ()),
                     request_id_header,
-                    *security_headers,
+                    *common_headers,
                 ]
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 finished_at = time.perf_counter()
