@@ -28,8 +28,9 @@ import asyncio
 import itertools
 import os
 import re
-import time
 import uuid
+from asyncio import current_task
+from time import perf_counter
 
 import structlog
 from starlette.exceptions import HTTPException
@@ -45,6 +46,7 @@ from app.middleware.hosts import host_allowed
 # An incoming id is kept only when it is a sane token: bounded, and nothing that could forge a
 # log line or a header (no spaces, quotes, control characters).
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
+_HOSTS_MEMO = 64
 
 error_log = structlog.get_logger("app.errors")
 limits_log = structlog.get_logger("app.limits")
@@ -114,34 +116,26 @@ class HttpMiddleware:
         # Generated ids: 64 random bits per process (this runs after the fork, on the first
         # request) plus a counter; 32 hex characters like a UUID, without a urandom call per
         # request. Unique across workers and pods; not secret, and not meant to be.
-        self._id_prefix = os.urandom(8).hex()
+        self._id_prefix = os.urandom(8).hex().encode("ascii")
         self._id_counter = itertools.count()
+        self._hosts_seen: dict[bytes, bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: PLR0912, PLR0915 - one pass over the request, see the module docstring
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started_at = time.perf_counter()
+        started_at = perf_counter()
 
-        request_id = None
-        host: bytes | None = None
-        content_length: bytes | None = None
-        chunked = False
-        for name, value in scope["headers"]:
-            if name == b"host":
-                host = value
-            elif name == b"x-request-id":
-                if _VALID_REQUEST_ID.fullmatch(value):
-                    request_id = value.decode("ascii")
-            elif name == b"content-length":
-                content_length = value
-            elif name == b"transfer-encoding":
-                chunked = True
-        if request_id is None:
-            request_id = f"{self._id_prefix}{next(self._id_counter):016x}"
-        scope.setdefault("state", {})[REQUEST_ID_KEY] = request_id
-        request_id_header = (b"x-request-id", request_id.encode("ascii"))
-        common_headers = self.headers
+        # One pass in C; for a repeated name the last value wins, as a loop over them would do.
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id")
+        if request_id is None or not _VALID_REQUEST_ID.fullmatch(request_id):
+            request_id = b"%s%016x" % (self._id_prefix, next(self._id_counter))
+        request_id_text = request_id.decode("ascii")
+        scope.setdefault("state", {})[REQUEST_ID_KEY] = request_id_text
+        # Appended to the app's own headers; a new list, never the Response object's own.
+        added_headers = [(b"x-request-id", request_id), *self.headers]
+        content_length = headers.get(b"content-length")
 
         status = 0
         finished_at = 0.0
@@ -150,64 +144,78 @@ class HttpMiddleware:
             nonlocal status, finished_at
             if message["type"] == "http.response.start":
                 status = message["status"]
-                # A new list: never mutate a Response object's own header list.
-                message["headers"] = [
-                    *message.get("headers", ()),
-                    request_id_header,
-                    *common_headers,
-                ]
+                message["headers"] = [*message.get("headers", ()), *added_headers]
             elif message["type"] == "http.response.body" and not message.get("more_body"):
-                finished_at = time.perf_counter()
+                finished_at = perf_counter()
             await send(message)
 
-        token = REQUEST_ID.set(request_id)
-        self.metrics.in_flight_now += 1
+        token = REQUEST_ID.set(request_id_text)
+        metrics = self.metrics
+        metrics.in_flight_now += 1
         try:
-            refusal = self._refusal(scope, host, content_length)
+            host = headers.get(b"host")
+            refusal = (
+                self._refusal(scope, host, content_length)
+                if content_length is not None or (self.allowed_hosts and not self._host_ok(host))
+                else None
+            )
             if refusal is not None:
                 await problem(*refusal, scope=scope)(scope, receive, send_wrapper)
                 return
-            task = asyncio.current_task()
+            task = current_task()
             assert task is not None  # noqa: S101 - ASGI servers run each request in a task
-            bucket = self.deadlines.start(task)
+            deadlines = self.deadlines
+            deadlines.start(task, started_at)
             timed_out = False
             # No body announced (most GETs): nothing to count, so no receive() wrapper to pay for.
-            if chunked or (content_length is not None and content_length != b"0"):
+            if b"transfer-encoding" in headers or (
+                content_length is not None and content_length != b"0"
+            ):
                 receive = _limited(receive, self.max_body_bytes)
             try:
                 await self.app(scope, receive, send_wrapper)
             except asyncio.CancelledError:
-                if not self.deadlines.expired(task):
+                if not deadlines.expired(task):
                     raise  # the client went away or the server is stopping: not ours to answer
                 timed_out = True
             except BodyTooLarge as exc:
                 if not status:
                     await problem(413, str(exc.detail), scope=scope)(scope, receive, send_wrapper)
             except Exception:
-                if self.deadlines.expired(task):
+                if deadlines.expired(task):
                     timed_out = True  # the cancel surfaced as another exception (a driver's)
                 else:
                     await self._unexpected(scope, receive, send_wrapper, started=bool(status))
             finally:
-                timed_out = self.deadlines.finish(task, bucket) or timed_out
+                timed_out = deadlines.finish(task) or timed_out
             if timed_out:
                 await self._timed_out(scope, receive, send_wrapper, started=bool(status))
         finally:
             # Until the last body chunk went out; a response cut short counts until now.
-            duration = (finished_at or time.perf_counter()) - started_at
-            self.metrics.in_flight_now -= 1
-            self.metrics.observe(scope["method"], _route(scope), status, duration)
-            self.access_log.record(scope, status, duration * 1000)
+            duration = (finished_at or perf_counter()) - started_at
+            metrics.in_flight_now -= 1
+            route = getattr(scope.get("route"), "path", None)
+            metrics.observe(scope["method"], route, status, duration)
+            self.access_log.record(scope, route, status, duration)
             REQUEST_ID.reset(token)
+
+    def _host_ok(self, host: bytes | None) -> bool:
+        """Whether the Host header passes the allow-list; answers are memoized per raw value
+        (a service sees a handful), up to `_HOSTS_MEMO` of them since the header is the
+        client's to choose."""
+        if host is None:
+            return False
+        known = self._hosts_seen.get(host)
+        if known is None:
+            known = host_allowed(host, self.allowed_hosts)
+            if len(self._hosts_seen) < _HOSTS_MEMO:
+                self._hosts_seen[host] = known
+        return known
 
     def _refusal(
         self, scope: Scope, host: bytes | None, content_length: bytes | None
     ) -> tuple[int, str] | None:
-        if (
-            self.allowed_hosts
-            and scope["path"] not in self.probe_paths
-            and (host is None or not host_allowed(host, self.allowed_hosts))
-        ):
+        if self.allowed_hosts and scope["path"] not in self.probe_paths and not self._host_ok(host):
             return 400, "Invalid Host header."
         if content_length is not None:
             if not content_length.isdigit():

@@ -19,7 +19,9 @@ def scope(path: str) -> dict[str, Any]:
 def events(settings: dict[str, Any], path: str, status: int, duration_ms: float) -> list[str]:
     # Built inside capture_logs: structlog caches a logger on its first use.
     with capture_logs() as logs:
-        AccessLog(**settings, probe_paths=PROBES).record(scope(path), status, duration_ms)
+        AccessLog(**settings, probe_paths=PROBES).record(
+            scope(path), path, status, duration_ms / 1000
+        )
     return [entry["event"] for entry in logs]
 
 
@@ -28,13 +30,13 @@ def test_ordinary_request_gets_one_access_line_with_its_fields() -> None:
         access = AccessLog(
             enabled=True, slow_request_ms=500, probe_paths=PROBES, probe_sample_rate=0
         )
-        access.record(scope("/api/v1/items"), 201, 12.345)
+        access.record(scope("/api/v1/items"), "/api/v1/items", 201, 0.012345)
     assert logs == [
         {
             "event": "request",
             "log_level": "info",
             "method": "GET",
-            "route": None,
+            "route": "/api/v1/items",
             "path": "/api/v1/items",
             "status": 201,
             "duration_ms": 12.35,
