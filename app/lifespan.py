@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.db.budget import PoolBudgetExceeded, check_pool_budget
@@ -23,6 +24,7 @@ from app.db.engine import build_engine, pool_usage
 from app.db.failures import is_infrastructure_failure
 from app.db.gate import ConnectionGate
 from app.db.readiness import ReadinessCheck
+from app.db.reads import DbReads
 from app.metrics import BREAKER_STATES, Metrics
 from app.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
 from app.settings import BreakerSettings, Settings
@@ -80,6 +82,22 @@ async def _sample_metrics(metrics: Metrics, database: Database | None, every: fl
         await asyncio.sleep(every)
 
 
+def build_database(settings: Settings, url: URL) -> Database:
+    """One worker's engine, pool, gate and breaker. Opens no connection."""
+    db = settings.db
+    engine = build_engine(url, db, hide_parameters=settings.is_production)
+    return Database(
+        engine=engine,
+        sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
+        gate=ConnectionGate(db.pool_size + db.max_overflow, db.pool_timeout),
+        breaker=build_breaker(settings.breaker),
+        # Behind PgBouncer in transaction mode, a statement outside a transaction can be prepared
+        # on one server connection and executed on another ("prepared statement ... does not
+        # exist", seen in tests/server/test_pgbouncer.py), so reads keep their transaction there.
+        reader=engine if db.pgbouncer else engine.execution_options(isolation_level="AUTOCOMMIT"),
+    )
+
+
 def make_lifespan(
     settings: Settings, metrics: Metrics
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]:
@@ -90,22 +108,7 @@ def make_lifespan(
         if url is None:
             log.warning("database_not_configured", hint="set DATABASE_URL")
         else:
-            engine = build_engine(url, settings.db, hide_parameters=settings.is_production)
-            database = Database(
-                engine=engine,
-                sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
-                gate=ConnectionGate(
-                    settings.db.pool_size + settings.db.max_overflow, settings.db.pool_timeout
-                ),
-                breaker=build_breaker(settings.breaker),
-                # Behind PgBouncer in transaction mode, a statement outside a transaction can
-                # be prepared on one server connection and executed on another ("prepared
-                # statement ... does not exist", seen in tests/server/test_pgbouncer.py), so
-                # reads keep their transaction there.
-                reader=engine
-                if settings.db.pgbouncer
-                else engine.execution_options(isolation_level="AUTOCOMMIT"),
-            )
+            database = build_database(settings, url)
             log.info(
                 "database_configured",
                 url=url.render_as_string(hide_password=True),
@@ -115,6 +118,9 @@ def make_lifespan(
                 pgbouncer=settings.db.pgbouncer,
             )
             await _check_budget(settings, database)
+        reads = (
+            None if database is None else DbReads(database, driver_path=not settings.db.pgbouncer)
+        )
         readiness = ReadinessCheck(
             database.engine if database else None,
             database.breaker if database else None,
@@ -123,7 +129,7 @@ def make_lifespan(
         )
         sampler = asyncio.create_task(_sample_metrics(metrics, database))
         try:
-            yield lifespan_state(Resources(settings, database, readiness))
+            yield lifespan_state(Resources(settings, database, readiness, reads))
         finally:
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):

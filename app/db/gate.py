@@ -10,8 +10,6 @@ permits out in arrival order, keeps the pool itself uncontended and the wait bou
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from app.errors import ServiceUnavailable
 
@@ -28,8 +26,8 @@ class ConnectionGate:
         self._slots = asyncio.Semaphore(size)
         self._timeout = timeout
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def acquire(self) -> None:
+        """Wait for a slot, in arrival order; `PoolBusy` after the pool timeout."""
         if self._slots.locked():  # only a waiting request pays for a timer
             try:
                 async with asyncio.timeout(self._timeout):
@@ -38,7 +36,6 @@ class ConnectionGate:
                 raise PoolBusy(self._timeout) from None
         else:
             await self._slots.acquire()
-        try:
-            yield
-        finally:
-            self._slots.release()
+
+    def release(self) -> None:
+        self._slots.release()

@@ -7,9 +7,9 @@ through `ItemService` and the ORM in a transaction.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Integer, bindparam, select
 
-from app.db.session import DbReads
+from app.db.reads import DbReads
 from app.items.models import Item
 from app.items.schemas import ItemPage, ItemPublic
 
@@ -17,9 +17,16 @@ _COLUMNS = Item.__table__.c
 _ITEM = select(
     _COLUMNS.id, _COLUMNS.name, _COLUMNS.description, _COLUMNS.created_at, _COLUMNS.updated_at
 )
-# Built once: SQLAlchemy memoizes a statement object's cache key, so executing the same object
-# skips the key computation a freshly built `where()` costs on every call.
+# Built once, with the values as bound parameters: a statement used again runs on the driver's
+# path (app/db/reads.py), and one built per call would pay SQLAlchemy's compilation-cache key
+# every time.
 _BY_ID = _ITEM.where(_COLUMNS.id == bindparam("item_id"))
+_PAGE_FIRST = _ITEM.order_by(_COLUMNS.id).limit(bindparam("limit", type_=Integer))
+_PAGE_AFTER = (
+    _ITEM.where(_COLUMNS.id > bindparam("after"))
+    .order_by(_COLUMNS.id)
+    .limit(bindparam("limit", type_=Integer))
+)
 
 
 class ItemQueries:
@@ -28,12 +35,13 @@ class ItemQueries:
 
     async def get(self, item_id: int) -> ItemPublic | None:
         row = await self._reads.first(_BY_ID, {"item_id": item_id})
-        return None if row is None else ItemPublic.model_validate(row._mapping)
+        return None if row is None else ItemPublic.model_validate(row)
 
     async def page(self, *, after: int | None, limit: int) -> ItemPage:
-        query = _ITEM.order_by(_COLUMNS.id).limit(limit + 1)  # one extra: is there more?
-        if after is not None:
-            query = query.where(_COLUMNS.id > after)
-        rows = await self._reads.all(query)
-        items = [ItemPublic.model_validate(row._mapping) for row in rows[:limit]]
+        # One row more than asked for: is there a next page?
+        if after is None:
+            rows = await self._reads.all(_PAGE_FIRST, {"limit": limit + 1})
+        else:
+            rows = await self._reads.all(_PAGE_AFTER, {"after": after, "limit": limit + 1})
+        items = [ItemPublic.model_validate(row) for row in rows[:limit]]
         return ItemPage(items=items, next_after=items[-1].id if len(rows) > limit else None)
