@@ -9,11 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.settings import ProbeSettings
 from devtools.pgcluster import PgCluster
 from tests.conftest import new_cluster
 from tests.support import db_env, gunicorn, make_settings, migrate, wait_for
 
 pytestmark = pytest.mark.slow
+READY_CACHE_TTL = ProbeSettings().ready_cache_ttl  # the default, which these servers run with
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,10 @@ def test_health_stays_up_and_ready_follows_the_database(own_pg: PgCluster, tmp_p
 
         own_pg.stop()
         stopped_at = time.monotonic()
-        # Each worker caches its own answer for PROBES__READY_CACHE_TTL (1 s): ask until both agree.
+        # Each worker caches its own answer for PROBES__READY_CACHE_TTL; once that has passed,
+        # every worker's next check sees the stopped database. (Asking until a few answers agree
+        # is not enough: seen, six 503s in a row from one worker, then the other's cached 200.)
+        time.sleep(READY_CACHE_TTL + 0.2)
         wait_for(f"{server.base_url}/ready", status=503, timeout=5, consecutive=6)
         status, body = ready_status(server.base_url)
         assert status == 503
@@ -57,6 +62,8 @@ def test_health_stays_up_and_ready_follows_the_database(own_pg: PgCluster, tmp_p
         assert time.monotonic() - stopped_at < 15
 
         own_pg.start()
+        wait_for(f"{server.base_url}/ready", status=200, timeout=10)
+        time.sleep(READY_CACHE_TTL + 0.2)  # as above: no worker still holds an old 503
         wait_for(f"{server.base_url}/ready", status=200, timeout=10, consecutive=6)
         created = httpx.post(f"{server.base_url}/api/v1/items", json={"name": "after-restart"})
         assert created.status_code == 201
