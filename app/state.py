@@ -36,7 +36,7 @@ class Resources:
     settings: Settings
     database_or_none: Database | None
     readiness: ReadinessCheck
-    reads_or_none: DbReads | None = None  # built on database_or_none, one per worker
+    reads_or_none: DbReads | None  # built on database_or_none, one per worker
 
     @property
     def database(self) -> Database:
