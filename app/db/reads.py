@@ -31,8 +31,8 @@ SQLAlchemy has no lighter execution path for Core; what is bypassed is listed ab
 Failures are what SQLAlchemy would make of them, too: a statement interrupted by a cancel (the
 request time limit, a client gone) or on a connection the server closed leaves a connection in
 an unknown state, so it is invalidated rather than checked back in, as SQLAlchemy's
-`Connection` does; driver errors reach the error mapping as asyncpg raised them, which
-`app/db/failures.py` classifies either way.
+`Connection` does; an asyncpg error is translated as `Connection` translates it (the adapter's
+DBAPI class, wrapped by `DBAPIError.instance`), so both paths raise the same exception.
 """
 
 from __future__ import annotations

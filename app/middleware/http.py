@@ -194,7 +194,7 @@ class HttpMiddleware:
             # Until the last body chunk went out; a response cut short counts until now.
             duration = (finished_at or perf_counter()) - started_at
             metrics.in_flight_now -= 1
-            route = getattr(scope.get("route"), "path", None)
+            route = _route(scope)
             metrics.observe(scope["method"], route, status, duration)
             self.access_log.record(scope, route, status, duration)
             REQUEST_ID.reset(token)

@@ -306,7 +306,7 @@ async def test_an_error_is_the_same_exception_on_both_paths(
     assert await reads.first(statement, {"d": 5}) == {"q": 2}
 
 
-async def active_sleeps(pg: PgCluster) -> int:
+def active_sleeps(pg: PgCluster) -> int:
     out = pg.psql(
         "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' "
         "AND state = 'active' AND pid <> pg_backend_pid()",
@@ -315,13 +315,13 @@ async def active_sleeps(pg: PgCluster) -> int:
     return int(out.strip())
 
 
+BACKEND_PID = select(func.pg_backend_pid().label("pid"))
+
+
 async def backend_pid(reads: DbReads) -> int:
     row = await reads.first(BACKEND_PID)
     assert row is not None
     return int(row["pid"])
-
-
-BACKEND_PID = select(func.pg_backend_pid().label("pid"))
 
 
 async def test_a_cancelled_read_discards_its_connection_and_its_query(
@@ -335,7 +335,7 @@ async def test_a_cancelled_read_discards_its_connection_and_its_query(
     assert reads.planned(BACKEND_PID)
     task = asyncio.create_task(reads.first(statement, {"s": 10}))
     await asyncio.sleep(0.5)
-    assert await active_sleeps(migrated) == 1
+    assert active_sleeps(migrated) == 1
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -343,9 +343,9 @@ async def test_a_cancelled_read_discards_its_connection_and_its_query(
     assert pool.checkedout() == 0
     deadline = time.monotonic() + 5
     # Polling the server's own view: nothing here signals when asyncpg's cancel has landed.
-    while await active_sleeps(migrated) and time.monotonic() < deadline:  # noqa: ASYNC110
+    while active_sleeps(migrated) and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.1)
-    assert await active_sleeps(migrated) == 0  # the server is not left running it
+    assert active_sleeps(migrated) == 0  # the server is not left running it
     # Not put back in an unknown state: the next read runs on another server connection.
     assert await backend_pid(reads) != before
 
