@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 from starlette.types import Scope
 
 PROBLEM_JSON = "application/problem+json"
@@ -112,9 +113,22 @@ async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status, exc.detail, scope=request.scope, slug=exc.slug, headers=exc.headers)
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method the routes of this path accept (RFC 9110 15.5.6). Starlette's 405 names
+    only the first matching route's methods, and FastAPI makes one route per method."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
-    return problem(exc.status_code, str(exc.detail), scope=request.scope, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+    return problem(exc.status_code, str(exc.detail), scope=request.scope, headers=headers)
 
 
 def _field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:

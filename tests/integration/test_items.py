@@ -124,3 +124,19 @@ async def test_page_size_is_bounded(client: httpx.AsyncClient) -> None:
         response = await client.get(ITEMS, params={"limit": limit})
         assert response.status_code == 422
         assert ["query", "limit"] in [error["loc"] for error in response.json()["errors"]]
+
+
+async def test_a_wrong_method_is_405_naming_every_method_of_the_resource(
+    client: httpx.AsyncClient,
+) -> None:
+    """RFC 9110 15.5.6: `Allow` lists all the methods the resource supports, although FastAPI
+    makes one route per method and Starlette's 405 names only the first route's."""
+    for path, methods in (
+        ("/api/v1/items", {"GET", "POST"}),
+        ("/api/v1/items/1", {"GET", "PATCH", "DELETE"}),
+    ):
+        for wrong in ("OPTIONS", "PUT"):
+            response = await client.request(wrong, path)
+            assert response.status_code == 405, (wrong, path)
+            assert set(response.headers["allow"].split(", ")) == methods, (wrong, path)
+            assert response.headers["content-type"] == "application/problem+json"
