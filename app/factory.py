@@ -15,7 +15,7 @@ from app.logging import configure_logging
 from app.metrics import Metrics
 from app.middleware.access import AccessLog
 from app.middleware.http import HttpMiddleware, security_headers
-from app.settings import Settings, load_settings
+from app.settings import SERVICE_NAME, Settings, load_settings
 
 PROBE_PATHS = frozenset({"/health", "/ready"})
 # Polled by machines: exempt from the Host allow-list (kubelet and Prometheus use the pod IP)
@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     docs = settings.docs_enabled
     metrics = Metrics()
     app = FastAPI(
-        title="FastAPI Service",
+        title=SERVICE_NAME,
         version="0.1.0",
         debug=False,
         lifespan=make_lifespan(settings, metrics),

@@ -34,6 +34,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+# The service's name and slug (generated services get their own from the template).
+SERVICE_NAME = "FastAPI Service"
+SERVICE_SLUG = "fastapi-service"
+
 AppEnv = Literal["development", "test", "production"]
 
 
@@ -79,7 +83,8 @@ class DatabaseSettings(_Group):
     sslrootcert: Path | None = None
     # Production refuses anything weaker than verify-full unless this is set on purpose.
     allow_insecure_tls: bool = False
-    application_name: Annotated[str, Field(min_length=1, max_length=63)] = "fastapi-service"
+    # Shown in pg_stat_activity: the service's slug.
+    application_name: Annotated[str, Field(min_length=1, max_length=63)] = SERVICE_SLUG
     echo: bool = False
     # DATABASE_URL points at PgBouncer in transaction mode: no client-side pool (PgBouncer is
     # the pool), no statement caches, and a unique name for every prepared statement

@@ -26,6 +26,11 @@ RULES = {
 }
 
 
+# Free text, copied verbatim into string literals of several languages.
+TEXTS = {"project_name": 60, "description": 200, "author": 60}
+UNSAFE = re.compile(r'["\\`$%{}\x00-\x1f\x7f]')
+
+
 def problems(answers: dict[str, str]) -> list[str]:
     found = []
     for key, (pattern, allowed, longest) in RULES.items():
@@ -35,8 +40,14 @@ def problems(answers: dict[str, str]) -> list[str]:
             valid = 1024 <= int(value) <= 65535
         if not valid:
             found.append(f"{key}={value!r} is not valid: use {allowed}.")
-    if not str(answers["project_name"]).strip():
-        found.append("project_name is empty.")
+    for key, longest in TEXTS.items():
+        value = str(answers[key])
+        if not value.strip() or len(value) > longest or UNSAFE.search(value):
+            found.append(
+                f"{key}={value!r} is not valid: use 1 to {longest} characters, none of "
+                "\" \\ ` $ % { } or control characters (the text is written into Python, "
+                "TOML, YAML and systemd files as it is)."
+            )
     return found
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from app.settings import Settings
 from devtools.pgcluster import PgCluster, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+# This service's identity as the template declared it: tests name things through it, so a
+# generated service's tests hold whatever its name.
+SERVICE = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["service"]
 # Variables a developer's shell might carry that would change what a test means.
 _OWN_PREFIXES = ("APP_", "DB__", "PROBES__", "SERVER__", "LOG__", "HTTP__", "BREAKER__")
 _OWN_NAMES = {"DATABASE_URL", "SECRET_KEY", "PORT", "HOST", "WEB_CONCURRENCY"}

@@ -13,13 +13,15 @@ import kubernetes_validate  # type: ignore[import-untyped]  # ships no py.typed
 import pytest
 import yaml
 
-from tests.support import ROOT, clean_env
+from tests.support import ROOT, SERVICE, clean_env
 
 K8S = ROOT / "deploy" / "k8s"
 TARGETS = ["base", "overlays/production", "overlays/production-pgbouncer"]
 KUBERNETES_VERSION = "1.32.0"
 MARGIN_S = 5
 POSTGRES_CONNECTIONS = 97  # max_connections 100 - superuser_reserved_connections 3
+SLUG = SERVICE["slug"]
+MIGRATE_JOB = f"{SLUG}-migrate"
 
 
 def render(target: str) -> list[dict[str, Any]]:
@@ -36,9 +38,7 @@ def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 def config(docs: list[dict[str, Any]]) -> dict[str, str]:
     (found,) = [
-        d
-        for d in docs
-        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("fastapi-service")
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith(SLUG)
     ]
     return dict(found["data"])
 
@@ -105,7 +105,7 @@ def mebibytes(quantity: str) -> float:
 
 def test_the_service_pods_probe_the_right_paths_and_shut_down_in_time() -> None:
     docs = render("overlays/production")
-    spec = one(docs, "Deployment", "fastapi-service")["spec"]["template"]["spec"]
+    spec = one(docs, "Deployment", SLUG)["spec"]["template"]["spec"]
     (app,) = spec["containers"]
     port = {p["name"]: p["containerPort"] for p in app["ports"]}["http"]
     (bind,) = gunicorn_config(config(docs))["bind"]
@@ -126,26 +126,25 @@ def test_the_service_pods_probe_the_right_paths_and_shut_down_in_time() -> None:
 def test_worker_counts_and_pools_fit_the_database() -> None:
     docs = render("overlays/production")
     env = config(docs)
-    hpa = one(docs, "HorizontalPodAutoscaler", "fastapi-service")["spec"]
+    hpa = one(docs, "HorizontalPodAutoscaler", SLUG)["spec"]
     effective = gunicorn_config(env)
     assert int(env["SERVER__REPLICAS"]) == hpa["maxReplicas"]
     per_worker = int(env["DB__POOL_SIZE"]) + int(env["DB__MAX_OVERFLOW"])
     needed = hpa["maxReplicas"] * effective["workers"] * per_worker
     assert needed <= POSTGRES_CONNECTIONS
-    pdb = one(docs, "PodDisruptionBudget", "fastapi-service")["spec"]
+    pdb = one(docs, "PodDisruptionBudget", SLUG)["spec"]
     assert pdb["minAvailable"] < hpa["minReplicas"]  # a drain can always evict one pod
 
 
 def test_the_service_routes_to_web_pods_only() -> None:
     docs = render("overlays/production")
-    selector = one(docs, "Service", "fastapi-service")["spec"]["selector"]
-    web = one(docs, "Deployment", "fastapi-service")["spec"]["template"]["metadata"]["labels"]
-    job = one(docs, "Job", "fastapi-service-migrate")["spec"]["template"]["metadata"]["labels"]
+    selector = one(docs, "Service", SLUG)["spec"]["selector"]
+    web = one(docs, "Deployment", SLUG)["spec"]["template"]["metadata"]["labels"]
+    job = one(docs, "Job", MIGRATE_JOB)["spec"]["template"]["metadata"]["labels"]
     assert selector.items() <= web.items()
     assert not selector.items() <= job.items()
-    assert one(docs, "Job", "fastapi-service-migrate")["spec"]["template"]["spec"]["containers"][0][
-        "command"
-    ] == ["alembic", "upgrade", "head"]
+    (migrate,) = one(docs, "Job", MIGRATE_JOB)["spec"]["template"]["spec"]["containers"]
+    assert migrate["command"] == ["alembic", "upgrade", "head"]
 
 
 def test_pgbouncer_overlay_switches_the_engine_mode() -> None:

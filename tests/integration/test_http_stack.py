@@ -271,8 +271,8 @@ async def test_wrong_host_is_400_but_probes_still_answer(stack: Stack) -> None:
     assert (
         await client.get("/api/v1/items", headers={"host": "api.example.com"})
     ).status_code == 200
-    assert (await client.get("/health", headers={"host": "10.1.2.3:8000"})).status_code == 200
-    assert (await client.get("/ready", headers={"host": "10.1.2.3:8000"})).status_code == 200
+    assert (await client.get("/health", headers={"host": "10.1.2.3:9000"})).status_code == 200
+    assert (await client.get("/ready", headers={"host": "10.1.2.3:9000"})).status_code == 200
 
 
 async def test_security_headers_on_success_and_errors(stack: Stack) -> None:
