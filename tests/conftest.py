@@ -12,6 +12,7 @@ import pytest
 from app.factory import create_app
 from app.settings import Settings
 from devtools.pgcluster import PgCluster
+from tests.containers import PREPARED, Docker, shared, stop
 from tests.support import asgi_client, make_settings, migrate
 
 
@@ -48,3 +49,18 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The whole app in-process, lifespan included, talking to the real database."""
     async with asgi_client(create_app(settings)) as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def docker() -> Docker:
+    """A Docker engine for the container tests, or a skip that says why there is none."""
+    found = shared()
+    if found.problem is not None:
+        pytest.skip(f"container tests need Docker: {found.problem} (README: Container tests)")
+    return found
+
+
+def pytest_unconfigure() -> None:
+    """After every session hook: stop the Docker daemon if this run started it."""
+    while PREPARED:
+        stop(PREPARED.pop())

@@ -1,0 +1,171 @@
+"""`docker compose up` as deploy/README.md shows it, with a real engine: the database turns
+healthy, the migrations run once, the service turns healthy by its HEALTHCHECK and serves on the
+published port; a stop drains a request in flight; the data volume outlives `down` + `up`.
+
+The project name gets a `-test` suffix (COMPOSE_PROJECT_NAME), so a stack a developer keeps
+under the service's own name is never touched; the port comes from `PORT`, as in the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devtools.pgcluster import free_port
+from tests.containers import Docker
+from tests.docs import documented
+from tests.support import ROOT, SERVICE
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+UP = documented("deploy/README.md", "docker compose up")
+# db healthy (2 s checks), migrations, then the app's first HEALTHCHECK after 10 s.
+HEALTHY_WITHIN_S = 60
+
+
+@dataclass
+class Stack:
+    docker: Docker
+    log: Path
+    port: int
+    env: dict[str, str]
+    up_process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def compose(self, args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return self.docker.run(f"docker compose {args}", timeout=timeout, env=self.env)
+
+    def up(self) -> None:
+        """The documented command, in the foreground as a person runs it (here: a child)."""
+        with self.log.open("ab") as out:
+            self.up_process = subprocess.Popen(
+                ["bash", "-c", UP],
+                cwd=ROOT,
+                env=self.docker.env | self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def interrupt(self) -> int:
+        """Ctrl-C in the terminal: Compose stops the containers, then exits."""
+        assert self.up_process is not None
+        if self.up_process.poll() is None:
+            os.killpg(self.up_process.pid, signal.SIGINT)
+        return self.up_process.wait(timeout=60)
+
+    def services(self) -> dict[str, dict[str, object]]:
+        listed = self.compose("ps --all --format json").stdout.splitlines()
+        return {entry["Service"]: entry for entry in map(json.loads, filter(None, listed))}
+
+    def wait_healthy(self) -> dict[str, dict[str, object]]:
+        deadline = time.monotonic() + HEALTHY_WITHIN_S
+        while time.monotonic() < deadline:
+            found = self.services()
+            if found.get("app", {}).get("Health") == "healthy":
+                return found
+            assert self.up_process is not None
+            assert self.up_process.poll() is None, self.log.read_text()[-3000:]
+            time.sleep(1)
+        log = self.log.read_text()[-3000:]
+        raise AssertionError(f"not healthy in {HEALTHY_WITHIN_S} s:\n{log}")
+
+    def wait_up_exited(self) -> int:
+        assert self.up_process is not None
+        return self.up_process.wait(timeout=60)
+
+
+@pytest.fixture
+def stack(docker: Docker, tmp_path: Path) -> Iterator[Stack]:
+    port = free_port()
+    env = {"COMPOSE_PROJECT_NAME": f"{SERVICE['slug']}-test", "PORT": str(port)}
+    found = Stack(docker, tmp_path / "compose.log", port, env)
+    found.compose("down --volumes --remove-orphans")  # what an interrupted run left
+    try:
+        yield found
+    finally:
+        if found.up_process is not None:
+            found.interrupt()
+        found.compose("down --volumes --remove-orphans")
+
+
+def post_item(stack: Stack, name: str) -> int:
+    created = httpx.post(f"{stack.base}/api/v1/items", json={"name": name}, timeout=30)
+    assert created.status_code == 201, created.text
+    item_id: int = created.json()["id"]
+    return item_id
+
+
+def test_compose_up_migrates_and_serves_on_the_published_port(stack: Stack) -> None:
+    stack.up()
+    services = stack.wait_healthy()
+    assert services["db"]["Health"] == "healthy"
+    assert services["migrate"]["State"] == "exited"
+    assert services["migrate"]["ExitCode"] == 0
+    assert services["app"]["Image"] == f"{SERVICE['slug']}:local"
+    assert httpx.get(f"{stack.base}/ready").json()["status"] == "ready"
+    item_id = post_item(stack, "compose lamp")
+    assert httpx.get(f"{stack.base}/api/v1/items/{item_id}").json()["name"] == "compose lamp"
+
+
+def test_compose_stop_lets_a_request_in_flight_finish(stack: Stack) -> None:
+    stack.up()
+    stack.wait_healthy()
+    body = json.dumps({"name": "in flight"}).encode()
+    head = (
+        "POST /api/v1/items HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=30) as client:
+        client.sendall(head + body[:4])  # the request is in the server, its body unfinished
+        stopping = subprocess.Popen(
+            ["bash", "-c", "docker compose stop"],
+            cwd=ROOT,
+            env=stack.docker.env | stack.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until_stopping(stack)
+        client.sendall(body[4:])
+        answer = client.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 201"), answer
+    assert stopping.wait(timeout=60) == 0
+    assert stack.services()["app"]["ExitCode"] == 0
+    assert stack.wait_up_exited() in (0, 130)  # the foreground `up` ends with its containers
+
+
+def wait_until_stopping(stack: Stack) -> None:
+    """Until Gunicorn has the TERM and closed its listener. Docker's port proxy still accepts the
+    connection, so a closed listener shows as a request without an answer."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{stack.base}/health", timeout=2)
+        except httpx.TransportError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the service kept accepting connections after `docker compose stop`")
+
+
+def test_the_data_survives_down_and_up(stack: Stack) -> None:
+    stack.up()
+    stack.wait_healthy()
+    item_id = post_item(stack, "kept")
+    down = stack.compose("down")
+    assert down.returncode == 0, down.stderr
+    stack.wait_up_exited()
+    stack.up()
+    stack.wait_healthy()
+    assert httpx.get(f"{stack.base}/api/v1/items/{item_id}").json()["name"] == "kept"

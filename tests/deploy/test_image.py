@@ -1,0 +1,140 @@
+"""The production image, built by the commands deploy/README.md shows and run by a real engine.
+
+The container joins the host's network namespace so it reaches the session's PostgreSQL on
+loopback as `localhost`, whose certificate the session's CA signed: production settings,
+verify-full TLS, nothing relaxed for the test.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shlex
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from devtools.pgcluster import PgCluster, free_port
+from tests.containers import Docker
+from tests.deploy.test_kubernetes import MIGRATE_JOB, one, render
+from tests.docs import documented
+from tests.support import ROOT, SERVICE, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+IMAGE = str(SERVICE["slug"])
+CA_IN_CONTAINER = "/run/secrets/db-ca.crt"
+HEALTHY_WITHIN_S = 10 + 2 + 20  # the HEALTHCHECK's interval + timeout, with its start period
+
+
+@dataclass
+class Container:
+    name: str
+    port: int
+
+
+@pytest.fixture(scope="module")
+def image(docker: Docker) -> str:
+    """Built by the documented commands: with the CA bundle secret first (this machine's builds
+    go through a TLS-intercepting proxy), then the plain form, which BuildKit's cache answers."""
+    with_ca = documented("deploy/README.md", "docker build --secret")
+    plain = documented("deploy/README.md", "docker build -t")
+    for command in (with_ca, plain):
+        built = docker.run(command, timeout=900)
+        assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    return IMAGE
+
+
+def production_env(pg: PgCluster, database: str) -> dict[str, str]:
+    return {
+        "APP_ENV": "production",
+        "DATABASE_URL": pg.url(database),
+        "DB__SSLMODE": "verify-full",
+        "DB__SSLROOTCERT": CA_IN_CONTAINER,
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "HTTP__ALLOWED_HOSTS": "127.0.0.1",
+    }
+
+
+def docker_run(pg: PgCluster, env: dict[str, str], *args: str) -> str:
+    flags = ["--network", "host", "--read-only", "--tmpfs", "/tmp"]  # noqa: S108 - in the container
+    flags += ["-v", f"{pg.ca_file}:{CA_IN_CONTAINER}:ro"]
+    flags += [f"--env={key}={value}" for key, value in env.items()]
+    return shlex.join(["docker", "run", *flags, *args])
+
+
+@pytest.fixture(scope="module")
+def migrated_by_the_image(docker: Docker, image: str, pg: PgCluster) -> str:
+    """A new database, migrated by the Kubernetes Job's command, then the Procfile's release
+    command (which finds nothing left to do), both run in the image."""
+    database = "image_test"
+    pg.ensure_database(database)
+    env = production_env(pg, database)
+    job = one(render("base"), "Job", MIGRATE_JOB)["spec"]["template"]["spec"]["containers"][0]
+    release = (ROOT / "Procfile").read_text().split("release:", 1)[1].splitlines()[0].strip()
+    for command in (shlex.join(job["command"]), release):
+        ran = docker.run(docker_run(pg, env, "--rm", image, "sh", "-c", command))
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert pg.psql("SELECT count(*) FROM items", database=database).strip() == "0"
+    return database
+
+
+@pytest.fixture(scope="module")
+def serving(
+    docker: Docker, image: str, pg: PgCluster, migrated_by_the_image: str
+) -> Iterator[Container]:
+    port = free_port()
+    name = f"{IMAGE}-test-{port}"
+    env = production_env(pg, migrated_by_the_image)
+    # Host networking: stay on loopback, on a free port.
+    env |= {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2"}
+    started = docker.run(docker_run(pg, env, "-d", "--name", name, image))
+    assert started.returncode == 0, started.stderr
+    try:
+        wait_for(f"http://127.0.0.1:{port}/ready", timeout=60)
+        yield Container(name, port)
+    finally:
+        docker.run(f"docker rm -f {name}")
+
+
+def test_the_image_runs_as_uid_10001_on_a_read_only_root(
+    docker: Docker, serving: Container
+) -> None:
+    user = docker.run(f"docker exec {serving.name} id -u")
+    assert user.stdout.strip() == "10001"
+    write = docker.run(f"docker exec {serving.name} touch /app/written")
+    assert write.returncode != 0
+    assert "Read-only file system" in write.stderr
+    # The places it must write stay writable: /tmp (metrics) and /dev/shm (heartbeats).
+    assert docker.run(f"docker exec {serving.name} touch /tmp/x /dev/shm/x").returncode == 0
+
+
+def test_the_image_serves_the_api_in_production_over_verified_tls(serving: Container) -> None:
+    base = f"http://127.0.0.1:{serving.port}"
+    created = httpx.post(f"{base}/api/v1/items", json={"name": "from the image"})
+    assert created.status_code == 201, created.text
+    fetched = httpx.get(f"{base}/api/v1/items/{created.json()['id']}")
+    assert fetched.json()["name"] == "from the image"
+    assert httpx.get(f"{base}/openapi.json").status_code == 404  # production: no schema
+
+
+def test_the_image_turns_healthy_by_its_own_healthcheck(docker: Docker, serving: Container) -> None:
+    deadline = time.monotonic() + HEALTHY_WITHIN_S + 5
+    status = ""
+    while time.monotonic() < deadline:
+        health = docker.run(f"docker inspect --format '{{{{json .State.Health}}}}' {serving.name}")
+        status = json.loads(health.stdout)["Status"]
+        if status == "healthy":
+            break
+        time.sleep(1)
+    assert status == "healthy"
+
+
+def test_the_image_stops_cleanly_on_sigterm(docker: Docker, serving: Container) -> None:
+    """Last in this module: `docker stop` sends TERM, and Gunicorn exits 0 after draining."""
+    stopped = docker.run(f"docker stop --time 40 {serving.name}", timeout=60)
+    assert stopped.returncode == 0, stopped.stderr
+    code = docker.run(f"docker inspect --format '{{{{.State.ExitCode}}}}' {serving.name}")
+    assert code.stdout.strip() == "0"
