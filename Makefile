@@ -11,7 +11,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: help install run test check lint typecheck pytest migrate print-config clean bench
+.PHONY: help install run test check lint typecheck pytest migrate print-config clean bench bench-quick
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -57,3 +57,7 @@ clean: ## remove the environment and the local database
 bench: install ## stack vs bare app, Gunicorn vs uvicorn, workers, memory, recycling (needs wrk)
 	$(RUN) python -m bench.run $(BENCH_ARGS)
 	$(RUN) python -m bench.server $(BENCH_SERVER_ARGS)
+
+bench-quick: install ## every benchmark once, briefly: shows the benchmark runs (no figures)
+	@$(MAKE) --no-print-directory bench BENCH_ARGS="--rounds 1 --seconds 1" \
+	  BENCH_SERVER_ARGS="--rounds 1 --seconds 1 --recycle-seconds 1 --memory-requests 1000 2000"

@@ -189,16 +189,17 @@ def worker_counts(env: dict[str, str], work: Path, rounds: int, seconds: float) 
     return lines
 
 
-def memory(env: dict[str, str], work: Path) -> list[str]:
-    """RSS of each worker after 20 000 and 100 000 requests of the mixed load."""
+def memory(env: dict[str, str], work: Path, targets: Sequence[int]) -> list[str]:
+    """RSS of each worker after the first and second target count of the mixed load."""
     script = work / "mixed.lua"
     script.write_text(MIXED_LUA)
     env = env | {"SERVER__MAX_REQUESTS": "0", "WEB_CONCURRENCY": "2"}
-    lines = ["| requests | worker RSS MiB (each) | growth since 20 000 |", "|---:|---|---:|"]
+    header = f"| requests | worker RSS MiB (each) | growth since {targets[0]:,} |"
+    lines = [header, "|---:|---|---:|"]
     with serve(gunicorn_command(), env, work / "mem.log") as running:
         pids = workers_of(running.process.pid)
         done, baseline = 0, 0.0
-        for target in (20_000, 100_000):
+        for target in targets:
             while done < target:
                 sample = wrk(running.url, 5, 32, script=script)
                 done += sample.requests
@@ -265,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=4)
     parser.add_argument("--recycle-seconds", type=float, default=12)
+    parser.add_argument("--memory-requests", type=int, nargs=2, default=[20_000, 100_000])
     parser.add_argument(
         "--only", choices=("manager", "workers", "memory", "recycling"), action="append"
     )
@@ -285,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\n".join(worker_counts(env, work, args.rounds, args.seconds)), flush=True)
         if "memory" in parts:
             print("\n## Worker memory (/health, /ready, a row, a page of rows; no recycling)\n")
-            print("\n".join(memory(env, work)), flush=True)
+            print("\n".join(memory(env, work, args.memory_requests)), flush=True)
         if "recycling" in parts:
             print("\n## Reloads and recycling under wrk -c16 on /health (wrk on CPU 0)")
             print("(failed = wrk socket errors + non-2xx; reboots = workers booted after start)\n")

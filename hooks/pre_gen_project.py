@@ -45,7 +45,7 @@ def problems(answers: dict[str, str]) -> list[str]:
         if not value.strip() or len(value) > longest or UNSAFE.search(value):
             found.append(
                 f"{key}={value!r} is not valid: use 1 to {longest} characters, none of "
-                "\" \\ ` $ % { } or control characters (the text is written into Python, "
+                '" \\ ` $ % { } or control characters (the text is written into Python, '
                 "TOML, YAML and systemd files as it is)."
             )
     return found

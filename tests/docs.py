@@ -10,23 +10,39 @@ DOCUMENTS = ("README.md", "deploy/README.md", "docs/operations.md", "docs/benchm
 CONSOLE_BLOCK = re.compile(r"```console\n(.*?)```", re.DOTALL)
 
 
-def commands(document: str) -> list[str]:
-    """Every `$ ` command of the document's console blocks, continuation lines included."""
-    found: list[str] = []
+def shown(document: str) -> list[tuple[str, str]]:
+    """Every `$ ` command of the document's console blocks, with the output shown under it."""
+    found: list[tuple[str, str]] = []
     for block in CONSOLE_BLOCK.findall((ROOT / document).read_text()):
-        # A continuation line joins the command before it, as in the shell.
         for line in block.splitlines():
-            if line.startswith("$ "):
-                found.append(line[2:])
-            elif found and found[-1].endswith("\\"):
-                found[-1] += "\n" + line
+            if line.startswith(("$ ", "# ")):  # a user's prompt, or root's
+                found.append((line[2:], ""))
+            elif found and found[-1][0].endswith("\\"):  # continued, as in the shell
+                found[-1] = (found[-1][0] + "\n" + line, "")
+            elif found:
+                command, output = found[-1]
+                found[-1] = (command, output + line + "\n")
     return found
+
+
+def commands(document: str) -> list[str]:
+    return [command for command, _ in shown(document)]
 
 
 def documented(document: str, starts: str) -> str:
     """The one command of `document` that starts with `starts`."""
-    (command,) = [c for c in commands(document) if c.startswith(starts)]
-    return command
+    return documented_with_output(document, starts)[0]
+
+
+def documented_with_output(document: str, starts: str) -> tuple[str, str]:
+    (found,) = [(c, output) for c, output in shown(document) if c.startswith(starts)]
+    return found
+
+
+def matches_shown(shown_output: str, real_output: str) -> bool:
+    """Whether the real output is what the docs show, `…` standing for any text."""
+    pattern = ".*".join(re.escape(part) for part in shown_output.strip().split("…"))
+    return re.fullmatch(pattern, real_output.strip(), flags=re.DOTALL) is not None
 
 
 def every_command() -> dict[str, list[str]]:

@@ -30,6 +30,8 @@ SERVICE = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["service"
 # Variables a developer's shell might carry that would change what a test means.
 _OWN_PREFIXES = ("APP_", "DB__", "PROBES__", "SERVER__", "LOG__", "HTTP__", "BREAKER__")
 _OWN_NAMES = {"DATABASE_URL", "SECRET_KEY", "PORT", "HOST", "WEB_CONCURRENCY"}
+# Set when the tests run under `make test`; a nested make would then announce its directory.
+_MAKE_NAMES = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}
 
 
 def db_env(cluster: PgCluster, database: str = "app") -> dict[str, str]:
@@ -62,7 +64,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in _OWN_NAMES and not key.startswith(_OWN_PREFIXES)
+        if key not in _OWN_NAMES | _MAKE_NAMES and not key.startswith(_OWN_PREFIXES)
     }
     env.update(extra)
     return env

@@ -1,7 +1,6 @@
-"""The container files, checked by real linters; the image built by the documented commands and
-run by a real Docker engine: as uid 10001 with a read-only root, in production mode against the
-session's PostgreSQL over verify-full TLS, migrated by the Kubernetes Job's and the Procfile's
-commands, healthy by its own HEALTHCHECK.
+"""The container files, read without an engine: hadolint, the Dockerfile's policy, the Compose
+file against the Compose specification. The image and the stack run for real in test_image.py
+and test_compose.py.
 """
 
 from __future__ import annotations

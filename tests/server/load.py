@@ -19,6 +19,7 @@ class Hit:
     status: int  # 0: no HTTP answer (connection error or client timeout)
     problem_type: str | None
     fresh: bool = False  # sent on a new connection (else on a kept-alive one)
+    error: str | None = None  # with status 0: the client's exception, e.g. ReadTimeout
 
 
 @dataclass
@@ -36,18 +37,20 @@ def _worker(
 ) -> None:
     # fresh: no connection is kept, so every request opens (and the server accepts) a new one.
     limits = httpx.Limits(max_keepalive_connections=0) if fresh else httpx.Limits()
-    with httpx.Client(base_url=base_url, timeout=10.0, limits=limits) as client:
+    # A generous timeout: a worker boot on a busy 2-core machine is a wait, not a lost request.
+    with httpx.Client(base_url=base_url, timeout=30.0, limits=limits) as client:
         while not stop.is_set():
             started = time.monotonic()
-            status, problem_type = 0, None
+            status, problem_type, error = 0, None, None
             try:
                 response = client.get(path)
                 status = response.status_code
                 if response.headers.get("content-type") == "application/problem+json":
                     problem_type = response.json().get("type")
-            except httpx.HTTPError:
-                pass
-            hit = Hit(path, started, time.monotonic() - started, status, problem_type, fresh)
+            except httpx.HTTPError as exc:
+                error = type(exc).__name__
+            elapsed = time.monotonic() - started
+            hit = Hit(path, started, elapsed, status, problem_type, fresh, error)
             with load.lock:
                 load.hits.append(hit)
             if pause:

@@ -63,7 +63,8 @@ MIXED = {"/health": (3, 0.0), "/api/v1/items": (1, 0.0)}
 def failures(load: Load) -> str:
     failed = [hit for hit in load.hits if hit.status != 200]
     fresh = sum(hit.fresh for hit in failed)
-    return f"{len(failed)} of {len(load.hits)} failed ({fresh} on new connections)"
+    how = sorted({f"{hit.status} {hit.error or ''} after {hit.elapsed:.1f} s" for hit in failed})
+    return f"{len(failed)} of {len(load.hits)} failed ({fresh} on new connections): {how}"
 
 
 def test_hup_under_load_replaces_every_worker_and_drops_nothing(

@@ -1,4 +1,5 @@
-"""`make run` smoke: the real command, a project-local cluster, 200s, clean stop on Ctrl-C."""
+"""`make run` and the README's first screen, as typed: a project-local cluster, the curl
+commands answering what the README shows, a clean stop on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from devtools.pgcluster import free_port
+from tests.docs import documented, documented_with_output, matches_shown
 from tests.server.test_config_errors import port_is_free
 from tests.support import ROOT, clean_env, wait_for
 
@@ -24,7 +26,7 @@ def test_make_run_serves_ready_and_stops_on_sigint(tmp_path: Path) -> None:
     log_path = tmp_path / "make-run.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            ["make", "--no-print-directory", "run"],
+            ["bash", "-c", documented("README.md", "make run")],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -35,6 +37,16 @@ def test_make_run_serves_ready_and_stops_on_sigint(tmp_path: Path) -> None:
         wait_for(f"http://127.0.0.1:{port}/health", timeout=60)
         ready = wait_for(f"http://127.0.0.1:{port}/ready", timeout=20)
         assert ready.json()["status"] == "ready"
+        for starts in ("curl localhost:8000/ready", "curl -X POST"):
+            command, shown = documented_with_output("README.md", starts)
+            ran = subprocess.run(
+                ["bash", "-c", command.replace("localhost:8000", f"localhost:{port}")],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert ran.returncode == 0, ran.stderr
+            assert matches_shown(shown, ran.stdout), (shown, ran.stdout)
         # Ctrl-C in a terminal signals the whole foreground process group.
         os.killpg(process.pid, signal.SIGINT)
         # make itself re-raises SIGINT once its child has finished, as in a terminal.
@@ -44,6 +56,8 @@ def test_make_run_serves_ready_and_stops_on_sigint(tmp_path: Path) -> None:
         assert "Application shutdown complete" in output
         assert port_is_free(port)
         assert f"http://127.0.0.1:{port}" in output
+        for line in ("creating a PostgreSQL cluster in", "using the local PostgreSQL on", "open"):
+            assert f"[make run] {line}" in output
         assert "local PostgreSQL stopped" in output
         assert not (local / "postgres" / "data" / "postmaster.pid").exists()
     finally:

@@ -16,6 +16,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.docs import documented
+from tests.server.test_make_targets import ALONGSIDE
 from tests.support import ROOT, clean_env
 
 ANSWERS = ("project_name=My Billing API", "port=9123", "database_name=billing")
@@ -65,9 +67,9 @@ class Generated:
             return
         with self.log.open("w") as log:
             self.make_test = subprocess.Popen(
-                ["make", "test"],
+                ["bash", "-c", documented("README.md", "make test")],
                 cwd=self.project,
-                env=tool_env(),
+                env=tool_env() | {ALONGSIDE: "1"},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 text=True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import httpx
 import pytest
 
 from devtools.pgcluster import PgCluster, free_port
+from tests.containers import shared
+from tests.docs import documented
 from tests.support import ROOT, wait_for
 from tests.template.generated import BIN, RUNNING, SLUG, cookiecutter, tool_env
 
@@ -76,6 +79,11 @@ def test_defaults_reproduce_the_reference_service(tmp_path: Path) -> None:
         ("project_slug=-billing", "project_slug"),
         ("port=80", "port"),
         ("database_name=1st", "database_name"),
+        ("project_slug=" + "a" * 41, "project_slug"),
+        ('project_name=The "Quoted" API', "project_name"),
+        ("project_name=" + "N" * 61, "project_name"),
+        ("description=50% faster", "description"),
+        ("author=Team {A}", "author"),
     ],
 )
 def test_an_invalid_answer_is_refused_before_anything_is_written(
@@ -86,6 +94,54 @@ def test_an_invalid_answer_is_refused_before_anything_is_written(
     assert f"{named}=" in result.stderr
     assert "is not valid: use" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_default_slug_is_valid_for_any_project_name(tmp_path: Path) -> None:
+    """Only an explicit slug answer can be refused: the derived one is transliterated."""
+    result = cookiecutter(ROOT, tmp_path, "project_name=Çà et Là — Ärger GmbH")
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["ca-et-la-arger-gmbh"]
+
+
+LONG_SLUG = "payments-ledger-reconciliation-engine-eu"  # the slug limit, 40
+LONGEST_DATABASE = ("ledger_" * 10)[:63]  # PostgreSQL's identifier limit
+
+
+@pytest.mark.parametrize(
+    ("answers", "slug"),
+    [
+        (("project_name=Pay", "port=65535"), "pay"),
+        (("project_name=Ledger Reconciler", "port=1024"), "ledger-reconciler"),
+        (("project_name=Ünïcode Façade",), "unicode-facade"),
+        (("project_name=2FA Gateway 3",), "service-2fa-gateway-3"),
+        (
+            (
+                "project_name=Payments Ledger Reconciliation Engine (EU)",
+                f"database_name={LONGEST_DATABASE}",
+            ),
+            LONG_SLUG,
+        ),
+    ],
+    ids=["short", "several-words", "accents", "digits", "longest"],
+)
+def test_any_name_generates_a_lint_clean_typed_service(
+    tmp_path: Path, answers: tuple[str, ...], slug: str
+) -> None:
+    """The identity is substituted as text: every name, slug, port and database length must
+    still give formatted, lint-clean, strictly typed code (`make check`)."""
+    generated = cookiecutter(ROOT, tmp_path, *answers)
+    assert generated.returncode == 0, generated.stderr
+    assert [p.name for p in tmp_path.iterdir()] == [slug]
+    assert identity_left(tmp_path / slug) == []
+    check = subprocess.run(
+        ["make", "check"],
+        cwd=tmp_path / slug,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, (check.stdout + check.stderr)[-4000:]
 
 
 def test_a_generated_service_passes_its_own_tests_and_boots(pg: PgCluster, tmp_path: Path) -> None:
@@ -110,6 +166,11 @@ def test_a_generated_service_passes_its_own_tests_and_boots(pg: PgCluster, tmp_p
     failures = output[output.find("= FAILURES =") :] if "= FAILURES =" in output else output
     assert returncode == 0, failures[:6000]
     assert re.search(r"\d+ passed", output)
+    docker = shared()
+    if docker.problem is None:  # then its container tests ran too, under its own name
+        assert "container tests need Docker" not in output
+        for image in (SLUG, f"{SLUG}:local"):  # `docker build -t`, then `docker compose up`
+            assert docker.run(f"docker image inspect {image}").returncode == 0, image
 
     pg.ensure_database("billing")  # the session's cluster, a database of the service's own
     env = tool_env() | {
@@ -151,27 +212,50 @@ def git(*args: str, cwd: Path) -> str:
     ).stdout
 
 
-def test_cruft_creates_checks_and_updates_a_service(tmp_path: Path) -> None:
-    template = tmp_path / "template"
-    git("clone", "--quiet", str(ROOT), str(template), cwd=tmp_path)
-    cruft = str(BIN / "cruft")
-    created = subprocess.run(
-        [
-            cruft,
-            "create",
-            str(template),
-            "--no-input",
-            "--output-dir",
-            str(tmp_path / "out"),
-            "--extra-context",
-            '{"project_name": "Ledger"}',
-        ],
+def shell(
+    command: str, cwd: Path, answers: str = "", template: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A README command as typed (`<template>` filled in), with cruft and cookiecutter on PATH
+    as after `pip install cookiecutter cruft`; `answers` go to the questions it asks."""
+    if template is not None:
+        command = command.replace("<template>", str(template))
+    env = tool_env()
+    env["PATH"] = f"{BIN}:{env['PATH']}"
+    return subprocess.run(
+        ["bash", "-c", command],
+        cwd=cwd,
+        input=answers,
+        env=env,
         capture_output=True,
         text=True,
         check=False,
-        env=tool_env(),
     )
-    assert created.returncode == 0, created.stderr
+
+
+def test_pip_installs_the_template_tools(tmp_path: Path) -> None:
+    """The README's first command, in a new virtual environment (PyPI)."""
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True)
+    env = tool_env()
+    env["PATH"] = f"{tmp_path / 'venv' / 'bin'}:{env['PATH']}"
+    command = documented("README.md", "pip install")
+    installed = subprocess.run(
+        ["bash", "-c", command], env=env, capture_output=True, text=True, check=False
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    for tool in ("cruft", "cookiecutter"):
+        assert (tmp_path / "venv" / "bin" / tool).is_file()
+
+
+def test_cruft_creates_checks_and_updates_a_service(tmp_path: Path) -> None:
+    """The README's commands, in order: create (answering the questions), check, update
+    after the template moved on, review with git diff."""
+    template = tmp_path / "template"
+    git("clone", "--quiet", str(ROOT), str(template), cwd=tmp_path)
+    (tmp_path / "out").mkdir()
+    # Seven questions: a name, then the defaults derived from it.
+    create = documented("README.md", "cruft create")
+    created = shell(create, tmp_path / "out", "Ledger\n" + "\n" * 6, template)
+    assert created.returncode == 0, created.stdout + created.stderr
     project = tmp_path / "out" / "ledger"
     assert (project / ".cruft.json").is_file()
     assert identity_left(project) == []
@@ -179,27 +263,33 @@ def test_cruft_creates_checks_and_updates_a_service(tmp_path: Path) -> None:
     git("add", "-A", cwd=project)
     git("commit", "--quiet", "-m", "generated", cwd=project)
 
-    def check() -> int:
-        return subprocess.run(
-            [cruft, "check"], cwd=project, env=tool_env(), capture_output=True, check=False
-        ).returncode
-
-    assert check() == 0
+    check = documented("README.md", "cruft check")
+    assert shell(check, project).returncode == 0
     # The template moves on: a change that mentions the identity, so the hook's rewrite shows.
     readme = template / "README.md"
     readme.write_text(readme.read_text() + f"\nRunbook for {REFERENCE['name']}: TBD.\n")
     git("commit", "--quiet", "-am", "README: runbook stub", cwd=template)
-    assert check() == 1  # out of date
+    assert shell(check, project).returncode == 1  # out of date
 
-    updated = subprocess.run(
-        [cruft, "update", "--skip-apply-ask", "--allow-untracked-files"],
-        cwd=project,
-        env=tool_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    updated = shell(documented("README.md", "cruft update"), project)
     assert updated.returncode == 0, updated.stdout + updated.stderr
     assert "Runbook for Ledger: TBD." in (project / "README.md").read_text()
-    assert check() == 0
-    shutil.rmtree(template)
+    assert shell(check, project).returncode == 0
+    review = shell(documented("README.md", "git diff HEAD"), project)
+    assert "+Runbook for Ledger: TBD." in review.stdout
+
+
+def test_cookiecutter_then_cruft_link(tmp_path: Path) -> None:
+    """Plain cookiecutter as the README shows it, then adopting cruft with `cruft link`."""
+    template = tmp_path / "template"
+    git("clone", "--quiet", str(ROOT), str(template), cwd=tmp_path)
+    generated = shell(documented("README.md", "cookiecutter <template>"), tmp_path, "", template)
+    assert generated.returncode == 0, generated.stderr
+    project = tmp_path / "billing-api"
+    assert "PORT=8080" in (project / ".env.example").read_text()
+    # The questions again (same answers), then the template commit (the latest).
+    answers = "Billing API\n\n\n\n\n8080\n\n\n"
+    linked = shell(documented("README.md", "cruft link"), project, answers, template)
+    assert linked.returncode == 0, linked.stdout + linked.stderr
+    assert (project / ".cruft.json").is_file()
+    assert shell(documented("README.md", "cruft check"), project).returncode == 0

@@ -1,0 +1,60 @@
+"""The README's other targets, typed as it shows them: print-config, migrate, bench-quick."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from devtools.pgcluster import PgCluster
+from tests.docs import documented
+from tests.support import ROOT, clean_env, db_env
+
+pytestmark = pytest.mark.slow
+# Set when a template repository's suite runs this (generated) service's suite alongside it.
+ALONGSIDE = "TEMPLATE_SUITE_ALONGSIDE"
+
+
+def make(
+    starts: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", documented("README.md", starts)],
+        cwd=ROOT,
+        env=clean_env(**(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_make_print_config_shows_the_settings_the_environment_gives() -> None:
+    env = {"WEB_CONCURRENCY": "3", "HOST": "127.0.0.1", "PORT": "9123"}
+    printed = make("make print-config", env)
+    assert printed.returncode == 0, printed.stderr
+    config = json.loads(printed.stdout)
+    assert config["workers"] == 3
+    assert config["bind"] == ["127.0.0.1:9123"]
+
+
+def test_make_migrate_creates_the_schema_in_database_url(pg: PgCluster) -> None:
+    pg.ensure_database("make_migrate")
+    migrated = make("make migrate", db_env(pg, "make_migrate"))
+    assert migrated.returncode == 0, migrated.stderr
+    assert pg.psql("SELECT count(*) FROM items", database="make_migrate").strip() == "0"
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="make bench needs wrk (Debian: wrk)")
+@pytest.mark.skipif(
+    os.environ.get(ALONGSIDE) == "1",
+    reason="the template's own suite runs this benchmark; not twice while both share the CPUs",
+)
+def test_make_bench_quick_prints_every_table_without_errors() -> None:
+    ran = make("make bench-quick", timeout=600)
+    assert ran.returncode == 0, (ran.stdout + ran.stderr)[-4000:]
+    for table in ("/health | stack", "Process manager", "worker count", "Worker memory", "HUP"):
+        assert table in ran.stdout, table
