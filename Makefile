@@ -6,7 +6,7 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 # uv from PATH when present; otherwise bootstrapped into .tools/ with the machine's pip.
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
-# uv may not download interpreters here: use the machine's Python (FIELD_NOTES).
+# uv must not download interpreters: use the machine's Python (docs/facts.md).
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 RUN := $(UV) run --frozen --no-sync

@@ -57,7 +57,7 @@ forwarded_allow_ips = _server.forwarded_allow_ips
 # Recycling bounds slow leaks; the jitter spreads the workers' restarts apart.
 max_requests = _server.max_requests
 max_requests_jitter = _server.max_requests_jitter
-# Engines and pools must be created after fork, in each worker's lifespan (FIELD_NOTES: pool).
+# Engines and pools must be created after fork, in each worker's lifespan (docs/facts.md: server).
 preload_app = False
 # Gunicorn >= 25.1 opens a control socket under ~/.gunicorn by default; unused here, and an
 # error on a read-only root filesystem.

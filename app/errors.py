@@ -21,7 +21,7 @@ from starlette.types import Scope
 
 PROBLEM_JSON = "application/problem+json"
 # Where the request id lives in `scope["state"]`: the 500 path runs outside the middleware that
-# binds it to the logging context, so it must be readable from the scope (STYLE: traps).
+# binds it to the logging context, so it must be readable from the scope (docs/facts.md).
 REQUEST_ID_KEY = "request_id"
 
 

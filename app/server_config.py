@@ -1,7 +1,7 @@
 """How many Gunicorn workers to run: pure functions, so they are testable without a server.
 
 `gunicorn_conf.py` calls `worker_count()`. The standard library's CPU counters count the host's
-cores and ignore a container's CPU quota (FIELD_NOTES; cpython#149452): 64 workers in a 2-CPU
+cores and ignore a container's CPU quota (docs/facts.md; cpython#149452): 64 workers in a 2-CPU
 pod. This reads the affinity mask and the cgroup v2 `cpu.max` (or v1 `cfs_quota_us`) instead.
 """
 

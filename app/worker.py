@@ -1,7 +1,7 @@
 """The Gunicorn worker class: `uvicorn_worker.UvicornWorker` plus what it does not do.
 
 1. `uvicorn_worker` maps keepalive, timeout, max_requests, backlog and forwarded_allow_ips, but
-   not uvicorn's `timeout_graceful_shutdown` (FIELD_NOTES). Without it an overrunning request is
+   not uvicorn's `timeout_graceful_shutdown` (docs/facts.md). Without it an overrunning request is
    cut by Gunicorn's SIGKILL at `graceful_timeout`, and the lifespan shutdown (engine.dispose())
    never runs; with it set a little lower, uvicorn ends the request itself and shutdown still runs.
 
@@ -25,7 +25,7 @@
 
 4. While draining, the worker keeps telling Gunicorn it is alive: uvicorn stops its heartbeat
    when its main loop ends, so a recycling worker's in-flight requests got only `timeout`, not
-   `graceful_timeout`, before the master killed it (FIELD_NOTES).
+   `graceful_timeout`, before the master killed it (docs/facts.md).
 
 The parts of uvicorn touched here (`Server.shutdown`, `ServerState`, `HttpToolsProtocol`, the
 worker's `_serve`) are pinned by uv.lock and exercised by tests/server/test_gunicorn_signals.py.

@@ -7,7 +7,7 @@ production. Written by hand because it is small and pytest-postgresql starts ser
 
 PostgreSQL refuses to run as root: as root the server runs as the `postgres` user (files owned
 by it), otherwise as the current user. Port and TLS settings live in a file included from
-`postgresql.conf`, so `pg_ctl restart` keeps them (FIELD_NOTES: test infrastructure).
+`postgresql.conf`, so `pg_ctl restart` keeps them (docs/facts.md: benchmarks and tests).
 """
 
 from __future__ import annotations

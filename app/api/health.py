@@ -1,4 +1,4 @@
-"""Liveness and readiness probes (Kubernetes semantics, FIELD_NOTES: probes).
+"""Liveness and readiness probes (Kubernetes semantics, docs/facts.md: probes).
 
 `/health` answers from memory only: no database, no pool. A database blip must never make the
 kubelet restart every pod. `/ready` asks the cached, time-bounded readiness check.

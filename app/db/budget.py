@@ -1,9 +1,9 @@
 """The connection budget: replicas x workers x (pool_size + max_overflow) against what the
 server allows non-superusers (max_connections - superuser_reserved_connections).
 
-Each Gunicorn worker has its own pool (FIELD_NOTES: pool); the sum is easy to get wrong when a
-deployment scales workers or replicas, and the symptom ("too many clients") shows up only under
-load. Checked once per worker at startup, from the server's own settings.
+Each Gunicorn worker has its own pool (docs/facts.md: database pool); the sum is easy to get
+wrong when a deployment scales workers or replicas, and the symptom ("too many clients") shows
+up only under load. Checked once per worker at startup, from the server's own settings.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 `create_async_engine` opens no connection, so building the engine cannot fail because the
 database is down; that is what lets the service start, report "not ready" and recover by itself
-(a failed lifespan startup would stop the whole Gunicorn master, FIELD_NOTES).
+(a failed lifespan startup would stop the whole Gunicorn master, docs/facts.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Which database errors are the database's fault, and how a client should hear about them.
 
-The taxonomy comes from what was seen against PostgreSQL 15 with asyncpg (FIELD_NOTES): a
+The taxonomy comes from what was seen against PostgreSQL 15 with asyncpg (docs/facts.md): a
 stopped server raises a plain `ConnectionRefusedError`; a restart mid-use a `DBAPIError` with
 `connection_invalidated`; asyncpg's `command_timeout` the builtin `TimeoutError`; the server's
 `statement_timeout` a `DBAPIError` with SQLSTATE 57014; the pool a `sqlalchemy.exc.TimeoutError`.

@@ -2,7 +2,7 @@
 
 Kubelet probes every pod every few seconds, and a load balancer may probe too. Without a cache
 and a single flight, a slow database gets one extra query per probe per worker exactly when it
-can least afford it (FIELD_NOTES: probes).
+can least afford it (docs/facts.md: probes).
 """
 
 from __future__ import annotations

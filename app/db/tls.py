@@ -4,7 +4,7 @@ Why not `?sslmode=` in the URL: SQLAlchemy passes URL query parameters to `async
 keyword arguments, where libpq's names raise `TypeError` (sqlalchemy#6275, asyncpg#737), and a CA
 file cannot be named there at all. An explicit context also means `require` really means
 "encrypt, do not verify": asyncpg would otherwise pick up `~/.postgresql/root.crt` and silently
-verify (FIELD_NOTES: database TLS).
+verify (docs/facts.md: database TLS).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ It does, in one pass and with one `send` wrapper:
 - request id: an incoming `X-Request-ID` when it is a sane token, else a generated one; echoed
   on the response, stored in `scope["state"]` and bound for every log line of the request;
 - Host allow-list (400), except for the probe paths: the kubelet sends the pod IP as Host
-  (FIELD_NOTES). Starlette's `TrustedHostMiddleware` cannot exempt paths and answers in plain
+  (docs/facts.md). Starlette's `TrustedHostMiddleware` cannot exempt paths and answers in plain
   text;
 - body size limit (413), counted on the bytes `receive()` really delivers, so a chunked body or
   one longer than its Content-Length is caught too;

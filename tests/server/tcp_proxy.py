@@ -1,6 +1,6 @@
 """An in-process TCP proxy that can hold bytes without closing anything, as a dead network does.
 
-Toxiproxy is not in Debian's packages; this is the practical substitute (FIELD_NOTES), after
+Toxiproxy is not in Debian's packages; this is the practical substitute (docs/facts.md), after
 asyncpg's own `_testbase/fuzzer.py`. Loopback only.
 """
 
