@@ -5,14 +5,13 @@ validation failure into a `SettingsError` whose message names every bad variable
 environment name) and why, without ever echoing a value: secrets stay secret even when they are
 the thing that is wrong.
 
-Top-level names are the fixed interface (`APP_ENV`, `DATABASE_URL`, `SECRET_KEY`, `PORT`,
-`HOST`, `WEB_CONCURRENCY`); tuning knobs live in groups, read as `GROUP__FIELD`
+Top-level names are the fixed interface (`APP_ENV`, `DATABASE_URL`, `PORT`, `HOST`,
+`WEB_CONCURRENCY`); tuning knobs live in groups, read as `GROUP__FIELD`
 (`DB__POOL_SIZE`, `PROBES__READY_TIMEOUT`, ...). `.env.example` documents each one.
 """
 
 from __future__ import annotations
 
-import string
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -25,7 +24,6 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -55,6 +53,12 @@ def _problem(var: str, message: str) -> PydanticCustomError:
     return PydanticCustomError("setting", "{var}: " + message, {"var": var})
 
 
+def _problems(found: list[tuple[str, str]]) -> PydanticCustomError:
+    """Several problems as one error; `load_settings` lists them one per line again."""
+    lines = [f"{var}: {message}" for var, message in found]
+    return PydanticCustomError("settings", "{lines}", {"lines": "\n".join(lines)})
+
+
 class _Group(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
@@ -63,7 +67,7 @@ class DatabaseSettings(_Group):
     """Pool, timeouts and TLS for the one PostgreSQL this service owns (`DB__*`)."""
 
     # Each Gunicorn worker has its own pool: the database sees
-    # replicas x workers x (pool_size + max_overflow) connections (FIELD_NOTES: pool).
+    # replicas x workers x (pool_size + max_overflow) connections (docs/facts.md: database pool).
     pool_size: Annotated[int, Field(ge=1, le=100)] = 10
     max_overflow: Annotated[int, Field(ge=0, le=100)] = 0
     # SQLAlchemy's 30 s default holds a request far past any sane deadline.
@@ -75,7 +79,7 @@ class DatabaseSettings(_Group):
     pool_pre_ping: bool = False
     connect_timeout: Annotated[float, Field(gt=0, le=60)] = 3.0
     # asyncpg cancels the query client-side after this; without it a query over a partitioned
-    # network waits forever (FIELD_NOTES: database pool).
+    # network waits forever (docs/facts.md: database pool).
     command_timeout: Annotated[float, Field(gt=0, le=600)] = 5.0
     # Server-side limit, below command_timeout so PostgreSQL normally stops the query itself.
     statement_timeout_ms: Annotated[int, Field(ge=0)] = 4000
@@ -88,7 +92,7 @@ class DatabaseSettings(_Group):
     echo: bool = False
     # DATABASE_URL points at PgBouncer in transaction mode: no client-side pool (PgBouncer is
     # the pool), no statement caches, and a unique name for every prepared statement
-    # (FIELD_NOTES: PgBouncer; docs/operations.md). pool_size + max_overflow still bounds the
+    # (docs/facts.md: database pool; docs/operations.md). pool_size + max_overflow still bounds the
     # connections each worker opens at once (the gate).
     pgbouncer: bool = False
     # What a worker does when replicas x workers x (pool_size + max_overflow) exceeds the
@@ -187,7 +191,7 @@ class ServerSettings(_Group):
     # How long SIGTERM waits for in-flight requests: at least the longest legitimate request.
     graceful_timeout: Annotated[int, Field(ge=1, le=3600)] = 30
     # Longer than the load balancer's idle timeout (AWS ALB: 60 s), or it reuses a connection
-    # the server just closed and the client gets a 502 (FIELD_NOTES: keep-alive).
+    # the server just closed and the client gets a 502 (docs/facts.md: server).
     keepalive: Annotated[int, Field(ge=1, le=3600)] = 75
     backlog: Annotated[int, Field(ge=1, le=65535)] = 2048
     # Comma-separated proxy addresses whose X-Forwarded-* headers are trusted ("*" = any).
@@ -225,10 +229,6 @@ class LogSettings(_Group):
     probe_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
 
 
-# Placeholders people paste from examples; refusing them in production is cheap insurance.
-_PLACEHOLDER_WORDS = ("change", "secret", "example", "placeholder", "replace", "default", "xxxx")
-_MIN_SECRET_LENGTH = 32
-_MIN_SECRET_DISTINCT = 10
 # Query parameters SQLAlchemy passes straight to asyncpg.connect(); libpq's names would crash
 # there with TypeError (sqlalchemy#6275), so they are refused with the setting to use instead.
 _URL_PARAMS_ALLOWED = frozenset({"host"})
@@ -251,8 +251,7 @@ class Settings(BaseSettings):
     )
 
     app_env: AppEnv = "development"
-    database_url: Annotated[SecretStr | None, Field(validate_default=True)] = None
-    secret_key: Annotated[SecretStr | None, Field(validate_default=True)] = None
+    database_url: SecretStr | None = None
     host: Annotated[str, Field(min_length=1)] = "0.0.0.0"  # noqa: S104 - containers must listen on all interfaces
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     web_concurrency: Annotated[int | None, Field(ge=1, le=64)] = None
@@ -266,63 +265,40 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _check_database_url(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
-            if info.data.get("app_env") == "production":
-                raise _problem("DATABASE_URL", "is required when APP_ENV=production")
             return None
         url = _parse_database_url(value.get_secret_value())
         return SecretStr(url.render_as_string(hide_password=False))
 
-    @field_validator("secret_key")
-    @classmethod
-    def _check_secret_key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-        production = info.data.get("app_env") == "production"
-        if value is None or not value.get_secret_value():
-            if production:
-                raise _problem("SECRET_KEY", "is required when APP_ENV=production")
-            return None
-        secret = value.get_secret_value()
-        if len(secret) < _MIN_SECRET_LENGTH:
-            raise _problem("SECRET_KEY", f"must be at least {_MIN_SECRET_LENGTH} characters long")
-        if production and (
-            len(set(secret)) < _MIN_SECRET_DISTINCT
-            or any(word in secret.lower() for word in _PLACEHOLDER_WORDS)
-            or set(secret) <= set(string.digits)
-        ):
-            raise _problem(
-                "SECRET_KEY",
-                "looks like a placeholder or a weak value; generate one with "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`",
+    @model_validator(mode="after")
+    def _production_rules(self) -> Self:
+        """What production needs beyond valid values, all named in one message. (An after-
+        validator runs once every field is valid, so these follow the field errors.)"""
+        if not self.is_production:
+            return self
+        problems = []
+        if self.database_url is None:
+            problems.append(("DATABASE_URL", "is required when APP_ENV=production"))
+        if self.db.sslmode != SslMode.VERIFY_FULL and not self.db.allow_insecure_tls:
+            problems.append(
+                (
+                    "DB__SSLMODE",
+                    f"is {self.db.sslmode} but production needs verify-full (with "
+                    "DB__SSLROOTCERT); set DB__ALLOW_INSECURE_TLS=true to accept a weaker mode "
+                    "on purpose",
+                )
             )
-        return value
-
-    @field_validator("db")
-    @classmethod
-    def _production_tls(cls, value: DatabaseSettings, info: ValidationInfo) -> DatabaseSettings:
-        if (
-            info.data.get("app_env") == "production"
-            and value.sslmode != SslMode.VERIFY_FULL
-            and not value.allow_insecure_tls
-        ):
-            raise _problem(
-                "DB__SSLMODE",
-                f"is {value.sslmode} but production needs verify-full (with DB__SSLROOTCERT); "
-                "set DB__ALLOW_INSECURE_TLS=true to accept a weaker mode on purpose",
+        if not self.http.allowed_hosts or "*" in self.http.allowed_hosts:
+            problems.append(
+                (
+                    "HTTP__ALLOWED_HOSTS",
+                    'must list this service\'s host names in production ("*" is not allowed)',
+                )
             )
-        return value
-
-    @field_validator("http")
-    @classmethod
-    def _production_hosts(cls, value: HttpSettings, info: ValidationInfo) -> HttpSettings:
-        if info.data.get("app_env") == "production" and (
-            not value.allowed_hosts or "*" in value.allowed_hosts
-        ):
-            raise _problem(
-                "HTTP__ALLOWED_HOSTS",
-                'must list this service\'s host names in production ("*" is not allowed)',
-            )
-        return value
+        if problems:
+            raise _problems(problems)
+        return self
 
     @model_validator(mode="after")
     def _timeouts_nest(self) -> Self:
@@ -401,8 +377,8 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
 
 def _describe(error: Mapping[str, Any]) -> str:
     ctx = error.get("ctx") or {}
-    if error["type"] == "setting":
-        return str(error["msg"])  # already starts with its variable's name
+    if error["type"] in ("setting", "settings"):
+        return str(error["msg"])  # each line already starts with its variable's name
     name = _env_name(tuple(error["loc"]))
     if error["type"] == "extra_forbidden":
         return f"{name}: is not a known setting"
@@ -420,6 +396,8 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         problems = [
-            _describe(error) for error in exc.errors(include_url=False, include_input=False)
+            line
+            for error in exc.errors(include_url=False, include_input=False)
+            for line in _describe(error).splitlines()
         ]
         raise SettingsError(problems) from None

@@ -2,7 +2,7 @@
 
 Starts a throwaway PostgreSQL (TLS on) with one item, the service (`app.main:app`, production
 settings, JSON logs to a file) and the bare app (`bench.bare_app:app`), both with 2 workers and
-pinned to one core while wrk runs on the other (FIELD_NOTES: pinning narrows the noise). Each
+pinned to one core while wrk runs on the other (docs/facts.md: benchmarks). Each
 round runs every (endpoint, server) pair once, in alternating order; the table gives medians
 over the rounds and the median of the per-round ratios stack / bare. Any non-2xx response or
 socket error is reported and makes the run fail.
@@ -37,7 +37,6 @@ CASES: dict[str, list[tuple[str, str, str]]] = {
         ("bare + raw asyncpg", "bare", "/api/v1/items/1"),
     ],
 }
-SECRET_KEY = "bench-only-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 
 
 @dataclass
@@ -140,7 +139,6 @@ def bench_env(cluster: PgCluster) -> dict[str, str]:
         if not key.startswith(("APP_", "DB__", "HTTP__", "LOG__", "SERVER__", "PROBES__"))
     } | {
         "APP_ENV": "production",
-        "SECRET_KEY": SECRET_KEY,
         "DATABASE_URL": cluster.url(),
         "DB__SSLMODE": "verify-full",
         "DB__SSLROOTCERT": str(cluster.ca_file),

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVICE = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["service"]
 # Variables a developer's shell might carry that would change what a test means.
 _OWN_PREFIXES = ("APP_", "DB__", "PROBES__", "SERVER__", "LOG__", "HTTP__", "BREAKER__")
-_OWN_NAMES = {"DATABASE_URL", "SECRET_KEY", "PORT", "HOST", "WEB_CONCURRENCY"}
+_OWN_NAMES = {"DATABASE_URL", "PORT", "HOST", "WEB_CONCURRENCY"}
 # Set when the tests run under `make test`; a nested make would then announce its directory.
 _MAKE_NAMES = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}
 

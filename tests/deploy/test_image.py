@@ -8,7 +8,6 @@ verify-full TLS, nothing relaxed for the test.
 from __future__ import annotations
 
 import json
-import secrets
 import shlex
 import time
 from collections.abc import Iterator
@@ -53,7 +52,6 @@ def production_env(pg: PgCluster, database: str) -> dict[str, str]:
         "DATABASE_URL": pg.url(database),
         "DB__SSLMODE": "verify-full",
         "DB__SSLROOTCERT": CA_IN_CONTAINER,
-        "SECRET_KEY": secrets.token_urlsafe(48),
         "HTTP__ALLOWED_HOSTS": "127.0.0.1",
     }
 

@@ -52,7 +52,6 @@ def gunicorn_config(env: dict[str, str]) -> dict[str, Any]:
 
 def _gunicorn_config(env: dict[str, str]) -> dict[str, Any]:
     full = clean_env(**env) | {"DATABASE_URL": "postgresql://u:p@db/x"}
-    full |= {"SECRET_KEY": "k8s-policy-test-0f1e2d3c4b5a69788796a5b4c3d2e1f0"}
     result = subprocess.run(
         [sys.executable, "gunicorn_conf.py"],
         cwd=ROOT,

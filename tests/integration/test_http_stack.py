@@ -23,7 +23,6 @@ from app.settings import Settings
 from devtools.pgcluster import PgCluster
 from tests.support import asgi_client, make_settings
 
-SECRET_KEY = "q7Vb2kLm9XzR4tYp8WnE3sHj6GfD1cAu"
 INTERNAL_DETAIL = "boom: SELECT password FROM users WHERE token='tok-123'"
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "request_id"}
 SECURITY_HEADERS = {
@@ -92,7 +91,6 @@ async def echo(body: dict[str, Any]) -> dict[str, int]:
 def production_settings(cluster: PgCluster, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "app_env": "production",
-        "secret_key": SECRET_KEY,
         "log": {"format": "json"},
         "http": {
             "allowed_hosts": ["testserver", "api.example.com"],

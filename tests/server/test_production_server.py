@@ -15,14 +15,12 @@ from tests.server.fault_app import BOOM
 from tests.support import Server, db_env, gunicorn, wait_for
 
 pytestmark = pytest.mark.slow
-SECRET_KEY = "q7Vb2kLm9XzR4tYp8WnE3sHj6GfD1cAu"
 
 
 @pytest.fixture(scope="module")
 def server(migrated: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = db_env(migrated) | {
         "APP_ENV": "production",
-        "SECRET_KEY": SECRET_KEY,
         "HTTP__ALLOWED_HOSTS": "127.0.0.1,localhost",
         "HTTP__MAX_BODY_BYTES": "2048",
     }
