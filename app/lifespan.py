@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.db.budget import PoolBudgetExceeded, check_pool_budget
+from app.db.database import Database
 from app.db.engine import build_engine, pool_usage
 from app.db.failures import is_infrastructure_failure
 from app.db.gate import ConnectionGate
@@ -28,7 +29,7 @@ from app.db.reads import DbReads
 from app.metrics import BREAKER_STATES, Metrics
 from app.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
 from app.settings import BreakerSettings, Settings
-from app.state import Database, Resources, lifespan_state
+from app.state import Resources, lifespan_state
 
 log = structlog.get_logger("app.lifespan")
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import math
 from types import TracebackType
 
+from app.db.database import Database
 from app.db.failures import failure_kind
 from app.errors import GatewayTimeout, ServiceUnavailable
 from app.resilience.circuit_breaker import CircuitOpen, Permit
-from app.state import Database
 
 
 class DatabaseUnavailable(ServiceUnavailable):

@@ -42,14 +42,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import Request
 from sqlalchemy import Engine, Executable, Select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import await_, greenlet_spawn
 
+from app.db.database import Database, not_configured
 from app.db.guard import guarded
-from app.state import Database
 
 Params = Mapping[str, Any] | None
 Row = dict[str, Any]
@@ -225,3 +226,14 @@ class DbReads:
             or engine.dialect.dispatch.handle_error
             or engine.dialect.dispatch.do_execute
         )
+
+
+STATE_KEY = "db_reads"
+
+
+def reads_of(request: Request) -> DbReads:
+    """This worker's `DbReads`, or a 503 when the deployment has no database configured."""
+    found: DbReads | None = getattr(request.state, STATE_KEY, None)
+    if found is None:
+        raise not_configured()
+    return found

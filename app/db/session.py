@@ -20,19 +20,19 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.database import database_of
 from app.db.guard import guarded
-from app.db.reads import DbReads
-from app.state import resources
+from app.db.reads import DbReads, reads_of
 
 
 async def _transaction(request: Request) -> AsyncIterator[AsyncSession]:
-    database = resources(request).database
+    database = database_of(request)
     async with guarded(database), database.sessionmaker() as session, session.begin():
         yield session
 
 
 async def _reads(request: Request) -> DbReads:
-    return resources(request).reads
+    return reads_of(request)
 
 
 DbSession = Annotated[AsyncSession, Depends(_transaction, scope="function")]

@@ -43,10 +43,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 
+from app.db.database import Database
 from app.db.reads import DbReads
 from app.lifespan import build_database
 from app.settings import Settings
-from app.state import Database
 from devtools.pgcluster import PgCluster
 
 

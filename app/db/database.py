@@ -1,0 +1,41 @@
+"""One worker's database resources, and how a request reaches them.
+
+The lifespan builds a `Database` per worker and puts it in the lifespan state under
+`STATE_KEY`; Starlette copies that into every request's `request.state`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.db.gate import ConnectionGate
+from app.errors import ServiceUnavailable
+from app.resilience.circuit_breaker import CircuitBreaker
+
+STATE_KEY = "database"
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    gate: ConnectionGate
+    breaker: CircuitBreaker
+    # The same pool, its connections in autocommit while checked out (app/db/reads.py);
+    # the engine itself behind PgBouncer (app/lifespan.py says why).
+    reader: AsyncEngine
+
+
+def not_configured() -> ServiceUnavailable:
+    return ServiceUnavailable("The database is not configured (DATABASE_URL is unset).")
+
+
+def database_of(request: Request) -> Database:
+    """This worker's database, or a 503 when the deployment has none configured."""
+    found: Database | None = getattr(request.state, STATE_KEY, None)
+    if found is None:
+        raise not_configured()
+    return found
