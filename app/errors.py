@@ -14,9 +14,10 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
+from starlette.routing import Match
 from starlette.types import Scope
 
 PROBLEM_JSON = "application/problem+json"
@@ -115,11 +116,12 @@ async def _app_error(request: Request, exc: Exception) -> JSONResponse:
 
 def allowed_methods(request: Request) -> str:
     """Every method the routes of this path accept (RFC 9110 15.5.6). Starlette's 405 names
-    only the first matching route's methods, and FastAPI makes one route per method."""
+    only the first matching route's methods, and FastAPI makes one route per method. Routes of
+    included routers count with their prefix (FastAPI's public `iter_route_contexts`)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE:
-            methods |= route.methods or set()
+    for route in iter_route_contexts(request.app.routes):
+        if route.methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
     return ", ".join(sorted(methods))
 
 

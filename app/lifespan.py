@@ -27,6 +27,7 @@ from app.db.gate import ConnectionGate
 from app.db.readiness import ReadinessCheck
 from app.db.reads import DbReads
 from app.metrics import BREAKER_STATES, Metrics
+from app.middleware import route_templates
 from app.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
 from app.settings import BreakerSettings, Settings
 from app.state import Resources, lifespan_state
@@ -103,7 +104,7 @@ def make_lifespan(
     settings: Settings, metrics: Metrics
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]:
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         url = settings.database_url_object()
         database = None
         if url is None:
@@ -130,7 +131,10 @@ def make_lifespan(
         )
         sampler = asyncio.create_task(_sample_metrics(metrics, database))
         try:
-            yield lifespan_state(Resources(settings, database, readiness, reads))
+            yield lifespan_state(Resources(settings, database, readiness, reads)) | {
+                # The routes are final now: every route's template, prefixes included.
+                route_templates.STATE_KEY: route_templates.route_templates(app.routes)
+            }
         finally:
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -42,6 +42,7 @@ from app.metrics import Metrics
 from app.middleware.access import AccessLog
 from app.middleware.deadline import Deadlines
 from app.middleware.hosts import host_allowed
+from app.middleware.route_templates import route_template
 
 # An incoming id is kept only when it is a sane token: bounded, and nothing that could forge a
 # log line or a header (no spaces, quotes, control characters).
@@ -86,10 +87,6 @@ def _limited(receive: Receive, max_body: int) -> Receive:
         return message
 
     return receive_limited
-
-
-def _route(scope: Scope) -> str | None:
-    return getattr(scope.get("route"), "path", None)
 
 
 class HttpMiddleware:
@@ -194,7 +191,7 @@ class HttpMiddleware:
             # Until the last body chunk went out; a response cut short counts until now.
             duration = (finished_at or perf_counter()) - started_at
             metrics.in_flight_now -= 1
-            route = _route(scope)
+            route = route_template(scope)
             metrics.observe(scope["method"], route, status, duration)
             self.access_log.record(scope, route, status, duration)
             REQUEST_ID.reset(token)
@@ -233,7 +230,7 @@ class HttpMiddleware:
             error_id=error_id,
             method=scope["method"],
             path=scope["path"],
-            route=_route(scope),
+            route=route_template(scope),
             response_started=started,
         )
         if not started:  # else headers are out; the server closes the connection
@@ -251,7 +248,7 @@ class HttpMiddleware:
         limits_log.warning(
             "request_timeout",
             method=scope["method"],
-            route=_route(scope),
+            route=route_template(scope),
             path=scope["path"],
             limit_s=self.deadlines.timeout,
             response_started=started,

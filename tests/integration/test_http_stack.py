@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, BackgroundTasks, FastAPI
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Header, HTTPException
 from fastapi.responses import StreamingResponse
 from sqlalchemy import text
 
 from app.db.session import DbSession
-from app.factory import create_app
+from app.factory import add_routes, create_app
 from app.settings import Settings
 from devtools.pgcluster import PgCluster
 from tests.support import asgi_client, make_settings
@@ -334,3 +334,56 @@ async def test_cors_is_off_unless_origins_are_configured(stack: Stack, migrated:
         other = preflight | {"origin": "https://evil.example"}
         refused = await cors_client.options("/api/v1/items", headers=other)
         assert "access-control-allow-origin" not in refused.headers
+
+
+def by_reference(label: str) -> APIRouter:
+    """A domain-like router with a `/{ref}` route, as every domain has one."""
+    router = APIRouter()
+
+    @router.get("/{ref}")
+    async def one(ref: str) -> dict[str, str]:
+        return {label: ref}
+
+    return router
+
+
+async def require_caller(x_caller: Annotated[str | None, Header()] = None) -> None:
+    if x_caller is None:
+        raise HTTPException(403, "No caller.")
+
+
+async def test_routers_included_with_a_prefix_keep_it_in_logs_405s_and_dependencies(
+    migrated: PgCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = create_app(production_settings(migrated))
+    app.include_router(by_reference("order"), prefix="/_test/orders")
+    protected = [Depends(require_caller)]
+    app.include_router(by_reference("user"), prefix="/_test/users", dependencies=protected)
+    shared = by_reference("twice")
+    for prefix in ("/_test/a", "/_test/b"):
+        app.include_router(shared, prefix=prefix)
+    direct = APIRouter(prefix="/_test/direct")
+    direct.include_router(by_reference("direct"))
+    add_routes(app, direct)  # the other way: the same label for the same template
+    async with asgi_client(app) as client:
+        assert (await client.get("/_test/direct/d-1")).json() == {"direct": "d-1"}
+        assert (await client.get("/_test/orders/o-1")).json() == {"order": "o-1"}
+        assert (await client.get("/_test/users/u-1")).status_code == 403
+        caller = {"x-caller": "billing"}
+        assert (await client.get("/_test/users/u-1", headers=caller)).json() == {"user": "u-1"}
+        for prefix in ("/_test/a", "/_test/b"):
+            assert (await client.get(f"{prefix}/r")).status_code == 200
+        wrong = await client.put("/_test/orders/o-1")
+        assert wrong.status_code == 405
+        assert wrong.headers["allow"] == "GET"
+    access = [
+        json.loads(line) for line in capsys.readouterr().err.splitlines() if '"request"' in line
+    ]
+    routes = {line["path"]: line["route"] for line in access if line.get("event") == "request"}
+    assert routes == {
+        "/_test/orders/o-1": "/_test/orders/{ref}",
+        "/_test/users/u-1": "/_test/users/{ref}",
+        "/_test/a/r": "/_test/a/{ref}",
+        "/_test/b/r": "/_test/b/{ref}",
+        "/_test/direct/d-1": "/_test/direct/{ref}",
+    }
