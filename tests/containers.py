@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.docs import typed
 from tests.support import ROOT
 
 BUILDKIT_BUILT_IN_BEFORE = 23  # Docker 23 moved `docker build` with BuildKit to buildx
@@ -39,7 +40,6 @@ class Docker:
     env: dict[str, str]
     started_daemon: subprocess.Popen[bytes] | None = None
     problem: str | None = None  # why the container tests cannot run here
-    base_images: str = ""
 
     def run(
         self,
@@ -50,15 +50,7 @@ class Docker:
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """A command line exactly as a person types it, in bash."""
-        return subprocess.run(
-            ["bash", "-c", command],
-            cwd=cwd,
-            env=self.env | (env or {}),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        return typed(command, env=self.env | (env or {}), cwd=cwd, timeout=timeout)
 
 
 def _client_major(client: str) -> int:
@@ -135,7 +127,6 @@ def prepare() -> Docker:
     )
     if provided.returncode != 0:
         raise RuntimeError(f"base images could not be provided:\n{provided.stderr[-3000:]}")
-    docker.base_images = provided.stdout
     return docker
 
 

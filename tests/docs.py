@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 
 from tests.support import ROOT
 
@@ -47,3 +49,24 @@ def matches_shown(shown_output: str, real_output: str) -> bool:
 
 def every_command() -> dict[str, list[str]]:
     return {document: commands(document) for document in DOCUMENTS if (ROOT / document).exists()}
+
+
+def typed(
+    command: str,
+    *,
+    env: dict[str, str],
+    cwd: Path = ROOT,
+    answers: str = "",
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """A command line run as a person types it: by bash, `answers` on its standard input."""
+    return subprocess.run(
+        ["bash", "-c", command],
+        cwd=cwd,
+        env=env,
+        input=answers,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -30,6 +30,8 @@ SERVICE = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["service"
 # Variables a developer's shell might carry that would change what a test means.
 _OWN_PREFIXES = ("APP_", "DB__", "PROBES__", "SERVER__", "LOG__", "HTTP__", "BREAKER__")
 _OWN_NAMES = {"DATABASE_URL", "PORT", "HOST", "WEB_CONCURRENCY"}
+# Set when a template repository's suite runs this (generated) service's suite alongside it.
+ALONGSIDE = "TEMPLATE_SUITE_ALONGSIDE"
 # Set when the tests run under `make test`; a nested make would then announce its directory.
 _MAKE_NAMES = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}
 

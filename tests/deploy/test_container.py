@@ -50,12 +50,13 @@ def stages(text: str) -> list[Stage]:
             continue
         logical.append(pending + line)
         pending = ""
+    defaults = base_image_args(text)
     found: list[Stage] = []
     for line in logical:
         keyword, _, args = line.partition(" ")
         if keyword.upper() == "FROM":
             parts = args.split()
-            base = re.sub(r"\$\{(\w+)\}", lambda m: base_image_args(text)[m[1]], parts[0])
+            base = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m[1]], parts[0])
             found.append(Stage(base, parts[2] if len(parts) > 2 else None))
         elif found:
             found[-1].instructions.append((keyword.upper(), args.strip()))

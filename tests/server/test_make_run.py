@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from devtools.pgcluster import free_port
-from tests.docs import documented, documented_with_output, matches_shown
+from tests.docs import documented, documented_with_output, matches_shown, typed
 from tests.server.test_config_errors import port_is_free
 from tests.support import ROOT, clean_env, wait_for
 
@@ -39,12 +39,7 @@ def test_make_run_serves_ready_and_stops_on_sigint(tmp_path: Path) -> None:
         assert ready.json()["status"] == "ready"
         for starts in ("curl localhost:8000/ready", "curl -X POST"):
             command, shown = documented_with_output("README.md", starts)
-            ran = subprocess.run(
-                ["bash", "-c", command.replace("localhost:8000", f"localhost:{port}")],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            ran = typed(command.replace("localhost:8000", f"localhost:{port}"), env=clean_env())
             assert ran.returncode == 0, ran.stderr
             assert matches_shown(shown, ran.stdout), (shown, ran.stdout)
         # Ctrl-C in a terminal signals the whole foreground process group.

@@ -10,26 +10,16 @@ import subprocess
 import pytest
 
 from devtools.pgcluster import PgCluster
-from tests.docs import documented
-from tests.support import ROOT, clean_env, db_env
+from tests.docs import documented, typed
+from tests.support import ALONGSIDE, clean_env, db_env
 
 pytestmark = pytest.mark.slow
-# Set when a template repository's suite runs this (generated) service's suite alongside it.
-ALONGSIDE = "TEMPLATE_SUITE_ALONGSIDE"
 
 
 def make(
     starts: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", "-c", documented("README.md", starts)],
-        cwd=ROOT,
-        env=clean_env(**(env or {})),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return typed(documented("README.md", starts), env=clean_env(**(env or {})), timeout=timeout)
 
 
 def test_make_print_config_shows_the_settings_the_environment_gives() -> None:

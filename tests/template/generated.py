@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.docs import documented
-from tests.server.test_make_targets import ALONGSIDE
-from tests.support import ROOT, clean_env
+from tests.support import ALONGSIDE, ROOT, clean_env
 
 ANSWERS = ("project_name=My Billing API", "port=9123", "database_name=billing")
 SLUG = "my-billing-api"

@@ -18,7 +18,7 @@ import pytest
 
 from devtools.pgcluster import PgCluster, free_port
 from tests.containers import shared
-from tests.docs import documented
+from tests.docs import documented, typed
 from tests.support import ROOT, wait_for
 from tests.template.generated import BIN, RUNNING, SLUG, cookiecutter, tool_env
 
@@ -221,15 +221,7 @@ def shell(
         command = command.replace("<template>", str(template))
     env = tool_env()
     env["PATH"] = f"{BIN}:{env['PATH']}"
-    return subprocess.run(
-        ["bash", "-c", command],
-        cwd=cwd,
-        input=answers,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return typed(command, env=env, cwd=cwd, answers=answers)
 
 
 def test_pip_installs_the_template_tools(tmp_path: Path) -> None:
@@ -237,10 +229,7 @@ def test_pip_installs_the_template_tools(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True)
     env = tool_env()
     env["PATH"] = f"{tmp_path / 'venv' / 'bin'}:{env['PATH']}"
-    command = documented("README.md", "pip install")
-    installed = subprocess.run(
-        ["bash", "-c", command], env=env, capture_output=True, text=True, check=False
-    )
+    installed = typed(documented("README.md", "pip install"), env=env)
     assert installed.returncode == 0, installed.stderr[-3000:]
     for tool in ("cruft", "cookiecutter"):
         assert (tmp_path / "venv" / "bin" / tool).is_file()
