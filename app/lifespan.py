@@ -17,7 +17,6 @@ from typing import Any
 import structlog
 from fastapi import FastAPI
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.db.budget import PoolBudgetExceeded, check_pool_budget
 from app.db.database import Database
@@ -25,7 +24,7 @@ from app.db.engine import build_engine, pool_usage
 from app.db.failures import is_infrastructure_failure
 from app.db.gate import ConnectionGate
 from app.db.readiness import ReadinessCheck
-from app.db.reads import DbReads
+from app.db.session import read_only_sessions, write_sessions
 from app.metrics import BREAKER_STATES, Metrics
 from app.middleware import route_templates
 from app.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
@@ -90,13 +89,10 @@ def build_database(settings: Settings, url: URL) -> Database:
     engine = build_engine(url, db, hide_parameters=settings.is_production)
     return Database(
         engine=engine,
-        sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
         gate=ConnectionGate(db.pool_size + db.max_overflow, db.pool_timeout),
         breaker=build_breaker(settings.breaker),
-        # Behind PgBouncer in transaction mode, a statement outside a transaction can be prepared
-        # on one server connection and executed on another ("prepared statement ... does not
-        # exist", seen in tests/server/test_pgbouncer.py), so reads keep their transaction there.
-        reader=engine if db.pgbouncer else engine.execution_options(isolation_level="AUTOCOMMIT"),
+        sessions=write_sessions(engine),
+        read_sessions=read_only_sessions(engine),
     )
 
 
@@ -120,9 +116,6 @@ def make_lifespan(
                 pgbouncer=settings.db.pgbouncer,
             )
             await _check_budget(settings, database)
-        reads = (
-            None if database is None else DbReads(database, driver_path=not settings.db.pgbouncer)
-        )
         readiness = ReadinessCheck(
             database.engine if database else None,
             database.breaker if database else None,
@@ -131,7 +124,7 @@ def make_lifespan(
         )
         sampler = asyncio.create_task(_sample_metrics(metrics, database))
         try:
-            yield lifespan_state(Resources(settings, database, readiness, reads)) | {
+            yield lifespan_state(Resources(settings, database, readiness)) | {
                 # The routes are final now: every route's template, prefixes included.
                 route_templates.STATE_KEY: route_templates.route_templates(app.routes)
             }

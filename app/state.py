@@ -6,10 +6,9 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from app.db import database, reads
+from app.db import database
 from app.db.database import Database
 from app.db.readiness import ReadinessCheck
-from app.db.reads import DbReads
 from app.settings import Settings
 
 _KEY = "resources"
@@ -20,7 +19,6 @@ class Resources:
     settings: Settings
     database_or_none: Database | None
     readiness: ReadinessCheck
-    reads_or_none: DbReads | None  # built on database_or_none, one per worker
 
 
 def resources(request: Request) -> Resources:
@@ -34,5 +32,4 @@ def lifespan_state(found: Resources) -> dict[str, object]:
     return {
         _KEY: found,
         database.STATE_KEY: found.database_or_none,
-        reads.STATE_KEY: found.reads_or_none,
     }

@@ -21,12 +21,12 @@ STATE_KEY = "database"
 @dataclass(frozen=True, slots=True)
 class Database:
     engine: AsyncEngine
-    sessionmaker: async_sessionmaker[AsyncSession]
     gate: ConnectionGate
     breaker: CircuitBreaker
-    # The same pool, its connections in autocommit while checked out (app/db/reads.py);
-    # the engine itself behind PgBouncer (app/lifespan.py says why).
-    reader: AsyncEngine
+    # Sessions for requests that change things: one request, one transaction.
+    sessions: async_sessionmaker[AsyncSession]
+    # Sessions for GET and HEAD: the same pool, each statement on its own (app/db/session.py).
+    read_sessions: async_sessionmaker[AsyncSession]
 
 
 def not_configured() -> ServiceUnavailable:

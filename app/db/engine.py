@@ -64,6 +64,9 @@ def build_engine(url: URL, settings: DatabaseSettings, *, hide_parameters: bool)
     engine = create_async_engine(
         url,
         **pool,
+        # Reads run without BEGIN/COMMIT; sessions that write ask for a transaction
+        # (app/db/session.py). Behind PgBouncer every session keeps its transaction.
+        isolation_level="READ COMMITTED" if settings.pgbouncer else "AUTOCOMMIT",
         # Bound parameters can hold personal data; keep them out of production error messages.
         hide_parameters=hide_parameters,
         echo=settings.echo,

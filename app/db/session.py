@@ -1,15 +1,14 @@
-"""Database access for a request: a transaction for writes, single-statement reads for reads.
+"""`DbSession`: the one way a request reaches the database.
 
-`DbSession` (writes, and reads that must see a consistent snapshot): one request is one
-transaction. `DbReader` (single-statement reads, `app/db/reads.py`): each statement on its own
-outside a transaction, so no BEGIN and COMMIT round trips around the one SELECT
-(docs/adr/0005-read-path.md). Both are guarded the same way (`app/db/guard.py`): breaker,
-connection gate, infrastructure failures as 503/504.
+A request that changes things (POST, PUT, PATCH, DELETE) gets a session in one transaction,
+committed when the endpoint returns and rolled back when anything raised; repositories and
+services only `flush()`. A GET or HEAD gets a session whose statements run without BEGIN and
+COMMIT (two round trips fewer for the usual one-statement read) and that refuses to write.
+Both are guarded the same way (`app/db/guard.py`): breaker, connection gate, infrastructure
+failures as 503/504.
 
-The session dependency opens the transaction inside the guard and commits it when the endpoint
-returns or rolls it back when anything raised; repositories and services only `flush()`. It is
-declared with `scope="function"` so the commit happens before the response is sent: a commit
-that fails must reach the client as an error, not after a 201 it already has.
+The dependency has `scope="function"` so the commit happens before the response is sent: a
+commit that fails must reach the client as an error, not after a 201 it already has.
 """
 
 from __future__ import annotations
@@ -18,25 +17,59 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from app.db.database import database_of
 from app.db.guard import guarded
-from app.db.reads import DbReads, reads_of
+
+READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 
 
-async def _transaction(request: Request) -> AsyncIterator[AsyncSession]:
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     database = database_of(request)
-    async with guarded(database), database.sessionmaker() as session, session.begin():
-        yield session
+    async with guarded(database):
+        if request.method in READ_ONLY_METHODS:
+            async with database.read_sessions() as session:
+                yield session
+        else:
+            async with database.sessions() as session, session.begin():
+                yield session
 
 
-async def _reads(request: Request) -> DbReads:
-    return reads_of(request)
+DbSession = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
-DbSession = Annotated[AsyncSession, Depends(_transaction, scope="function")]
-# Each statement on its own. For one-statement reads only; anything that writes, or reads twice
-# and needs both reads to agree, takes DbSession. A plain `async def` dependency, not a
-# generator: nothing to clean up after the endpoint, so no exit stack.
-DbReader = Annotated[DbReads, Depends(_reads)]
+class ReadOnlyRequest(RuntimeError):
+    """A GET or HEAD tried to write: it has no transaction to make the write safe."""
+
+
+def write_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions in a READ COMMITTED transaction (PostgreSQL's default level), whatever the
+    pool's connections idle in (autocommit, app/db/engine.py)."""
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="READ COMMITTED"), expire_on_commit=False
+    )
+
+
+def read_only_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that refuse to write, on the pool's own isolation level.
+
+    In autocommit each statement runs on its own, without BEGIN and COMMIT. In PostgreSQL's
+    default READ COMMITTED each statement of a transaction sees its own snapshot anyway, so
+    reads lose nothing; a write would lose its atomicity, hence the refusal.
+    """
+    refusing = sessionmaker()
+    event.listen(refusing, "before_flush", _refuse_flush)
+    event.listen(refusing, "do_orm_execute", _refuse_dml)
+    return async_sessionmaker(engine, sync_session_class=refusing, expire_on_commit=False)
+
+
+def _refuse_flush(session: Session, *_: object) -> None:
+    raise ReadOnlyRequest("A GET or HEAD request cannot write; use POST, PUT, PATCH or DELETE.")
+
+
+def _refuse_dml(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        _refuse_flush(state.session)

@@ -5,10 +5,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from app.db.base import BIGINT_MAX
-from app.db.session import DbReader, DbSession
+from app.db.session import DbSession
 from app.errors import PROBLEM_JSON
-from app.items.errors import ItemNotFound
-from app.items.queries import ItemQueries
 from app.items.repository import ItemRepository
 from app.items.schemas import (
     PAGE_SIZE_DEFAULT,
@@ -27,13 +25,7 @@ async def _service(session: DbSession) -> ItemService:
     return ItemService(ItemRepository(session))
 
 
-async def _queries(reads: DbReader) -> ItemQueries:
-    return ItemQueries(reads)
-
-
-# Writes: the service, in a transaction. Reads: the queries, on an autocommit connection.
 Items = Annotated[ItemService, Depends(_service)]
-ItemReads = Annotated[ItemQueries, Depends(_queries)]
 # Ids are BIGINT: a larger number is a 422, not a driver overflow error.
 ItemId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 
@@ -57,7 +49,7 @@ async def create_item(data: ItemCreate, items: Items) -> ItemPublic:
 
 @router.get("")
 async def list_items(
-    items: ItemReads,
+    items: Items,
     after: Annotated[
         int | None, Query(ge=0, le=BIGINT_MAX, description="Last id of the previous page")
     ] = None,
@@ -67,11 +59,8 @@ async def list_items(
 
 
 @router.get("/{item_id}", responses=_missing)
-async def get_item(item_id: ItemId, items: ItemReads) -> ItemPublic:
-    item = await items.get(item_id)
-    if item is None:
-        raise ItemNotFound(item_id)
-    return item
+async def get_item(item_id: ItemId, items: Items) -> ItemPublic:
+    return await items.get(item_id)
 
 
 @router.patch("/{item_id}", responses=_missing | _taken)

@@ -1,5 +1,5 @@
-"""Item writes. They flush to surface constraint violations; they never commit. (Reads:
-`app/items/queries.py`.)"""
+"""What the item endpoints do. Writes flush to surface constraint violations; they never
+commit (the request's session does)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from app.items.errors import ItemNameTaken, ItemNotFound
 from app.items.models import Item
 from app.items.repository import ItemRepository
-from app.items.schemas import ItemCreate, ItemPublic, ItemUpdate
+from app.items.schemas import ItemCreate, ItemPage, ItemPublic, ItemUpdate
 
 UNIQUE_VIOLATION = "23505"
 
@@ -20,6 +20,18 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
 class ItemService:
     def __init__(self, repository: ItemRepository) -> None:
         self._items = repository
+
+    async def get(self, item_id: int) -> ItemPublic:
+        row = await self._items.find(item_id)
+        if row is None:
+            raise ItemNotFound(item_id)
+        return ItemPublic.model_validate(row)
+
+    async def page(self, *, after: int | None, limit: int) -> ItemPage:
+        # One row more than asked for: is there a next page?
+        rows = await self._items.page(after=after or 0, limit=limit + 1)
+        items = [ItemPublic.model_validate(row) for row in rows[:limit]]
+        return ItemPage(items=items, next_after=items[-1].id if len(rows) > limit else None)
 
     async def create(self, data: ItemCreate) -> ItemPublic:
         item = Item(name=data.name, description=data.description)
