@@ -28,6 +28,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from app.histogram_batch import add_observations
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "unmatched"  # the route label of requests no route matched: bounded cardinality
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
@@ -90,13 +92,7 @@ class Metrics:
         for (method, route, status), pending in pending_all.items():
             buckets = pending[:-1]
             self.requests.labels(method, route, str(status)).inc(sum(buckets))
-            child = self.latency.labels(method, route)
-            # prometheus-client has no "observe n values"; its histogram child keeps one value
-            # per bucket (`_buckets`) and `_sum`, stable across releases (pinned in uv.lock).
-            for index, observed in enumerate(buckets):
-                if observed:
-                    child._buckets[index].inc(observed)
-            child._sum.inc(pending[-1])
+            add_observations(self.latency.labels(method, route), buckets, pending[-1])
         self.in_flight.set(self.in_flight_now)
 
     def exposition(self) -> bytes:

@@ -28,7 +28,8 @@
    `graceful_timeout`, before the master killed it (docs/facts.md).
 
 The parts of uvicorn touched here (`Server.shutdown`, `ServerState`, `HttpToolsProtocol`, the
-worker's `_serve`) are pinned by uv.lock and exercised by tests/server/test_gunicorn_signals.py.
+worker's `_serve`) are not all public: docs/adr/0006-private-names.md lists them and the tests
+that fail when they change.
 """
 
 from __future__ import annotations
