@@ -96,26 +96,32 @@ def build_database(settings: Settings, url: URL) -> Database:
     )
 
 
+async def open_database(settings: Settings) -> Database | None:
+    """This worker's database, or None when no DATABASE_URL is set. Opens at most the budget
+    check's connection (and gives up on it quickly)."""
+    url = settings.database_url_object()
+    if url is None:
+        log.warning("database_not_configured", hint="set DATABASE_URL")
+        return None
+    database = build_database(settings, url)
+    log.info(
+        "database_configured",
+        url=url.render_as_string(hide_password=True),
+        sslmode=str(settings.db.sslmode),
+        pool_size=settings.db.pool_size,
+        max_overflow=settings.db.max_overflow,
+        pgbouncer=settings.db.pgbouncer,
+    )
+    await _check_budget(settings, database)
+    return database
+
+
 def make_lifespan(
     settings: Settings, metrics: Metrics
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        url = settings.database_url_object()
-        database = None
-        if url is None:
-            log.warning("database_not_configured", hint="set DATABASE_URL")
-        else:
-            database = build_database(settings, url)
-            log.info(
-                "database_configured",
-                url=url.render_as_string(hide_password=True),
-                sslmode=str(settings.db.sslmode),
-                pool_size=settings.db.pool_size,
-                max_overflow=settings.db.max_overflow,
-                pgbouncer=settings.db.pgbouncer,
-            )
-            await _check_budget(settings, database)
+        database = await open_database(settings)
         readiness = ReadinessCheck(
             database.engine if database else None,
             database.breaker if database else None,

@@ -31,27 +31,44 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def failure_kind(exc: BaseException) -> Failure | None:  # noqa: PLR0911 - one answer per kind of error
+def failure_kind(exc: BaseException) -> Failure | None:
     """ "unavailable" or "timeout" for infrastructure failures; None for everything else."""
     for error in _chain(exc):
-        if isinstance(error, sqlalchemy.exc.TimeoutError):
-            return "unavailable"  # no pooled connection came free: the pool is exhausted
-        if isinstance(error, TimeoutError):
-            return "timeout"  # asyncpg command or connect timeout
-        if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
-            return "unavailable"
+        kind = _kind_by_type(error)
+        if kind is not None:
+            return kind
         sqlstate = getattr(error, "sqlstate", None)
         if isinstance(sqlstate, str):
-            if sqlstate in _TIMEOUT_CODES:
-                return "timeout"
-            if sqlstate.startswith(_UNAVAILABLE_CLASSES):
-                return "unavailable"
-            return None  # a server answer about the statement: the caller's business
-        if isinstance(error, OSError | sqlalchemy.exc.InterfaceError):
-            return "unavailable"  # refused, reset, TLS, DNS, closed connection
-        if type(error).__name__ in ("InterfaceError", "ConnectionDoesNotExistError"):
-            return "unavailable"  # asyncpg's own, when it is not wrapped
+            return _kind_by_sqlstate(sqlstate)  # the server answered about this statement
+        if _is_connection_error(error):
+            return "unavailable"
     return None
+
+
+def _kind_by_type(error: BaseException) -> Failure | None:
+    if isinstance(error, sqlalchemy.exc.TimeoutError):
+        return "unavailable"  # no pooled connection came free: the pool is exhausted
+    if isinstance(error, TimeoutError):
+        return "timeout"  # asyncpg command or connect timeout
+    if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
+        return "unavailable"
+    return None
+
+
+def _kind_by_sqlstate(sqlstate: str) -> Failure | None:
+    if sqlstate in _TIMEOUT_CODES:
+        return "timeout"
+    if sqlstate.startswith(_UNAVAILABLE_CLASSES):
+        return "unavailable"
+    return None  # about the statement itself: the caller's business
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    """Refused, reset, TLS, DNS, a closed connection; asyncpg's own when not wrapped."""
+    return isinstance(error, OSError | sqlalchemy.exc.InterfaceError) or type(error).__name__ in (
+        "InterfaceError",
+        "ConnectionDoesNotExistError",
+    )
 
 
 def is_infrastructure_failure(exc: BaseException) -> bool:

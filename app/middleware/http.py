@@ -18,8 +18,10 @@ It does, in one pass and with one `send` wrapper:
 - one access line per request and a warning for slow ones, timed to the last body chunk.
 
 One class rather than six because every ASGI layer costs a share of a small request: measured
-with `make bench`, three separate layers left `/health` at 0.76-0.78 of a bare app. The
-concerns themselves live in small helpers (`deadline.py`, `access.py`, `hosts.py`).
+with `make bench`, three separate layers left `/health` at 0.76-0.78 of a bare app. Each
+concern is one method here or a helper module (`deadline.py`, `access.py`, `hosts.py`);
+`__call__` only puts them in order. What a request carries through them (its status, when its
+last byte went out) lives in a small per-request object, `_Response`.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ from app.middleware.route_templates import route_template
 # An incoming id is kept only when it is a sane token: bounded, and nothing that could forge a
 # log line or a header (no spaces, quotes, control characters).
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
-_HOSTS_MEMO = 64
 
 error_log = structlog.get_logger("app.errors")
 limits_log = structlog.get_logger("app.limits")
@@ -89,6 +90,31 @@ def _limited(receive: Receive, max_body: int) -> Receive:
     return receive_limited
 
 
+class _Response:
+    """One request's `send`: adds our headers, remembers the status and when the last body
+    chunk went out (a slow-request timer must stop there, not when the app returns)."""
+
+    __slots__ = ("_send", "added_headers", "finished_at", "status")
+
+    def __init__(self, send: Send, added_headers: list[tuple[bytes, bytes]]) -> None:
+        self._send = send
+        self.added_headers = added_headers
+        self.status = 0
+        self.finished_at = 0.0
+
+    @property
+    def started(self) -> bool:
+        return self.status != 0
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            message["headers"] = [*message.get("headers", ()), *self.added_headers]
+        elif message["type"] == "http.response.body" and not message.get("more_body"):
+            self.finished_at = perf_counter()
+        await self._send(message)
+
+
 class HttpMiddleware:
     def __init__(
         self,
@@ -115,105 +141,45 @@ class HttpMiddleware:
         # request. Unique across workers and pods; not secret, and not meant to be.
         self._id_prefix = os.urandom(8).hex().encode("ascii")
         self._id_counter = itertools.count()
-        self._hosts_seen: dict[bytes, bool] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: PLR0912, PLR0915 - one pass over the request, see the module docstring
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started_at = perf_counter()
-
         # One pass in C; for a repeated name the last value wins, as a loop over them would do.
         headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id")
-        if request_id is None or not _VALID_REQUEST_ID.fullmatch(request_id):
-            request_id = b"%s%016x" % (self._id_prefix, next(self._id_counter))
+        request_id = self._request_id(headers.get(b"x-request-id"))
         request_id_text = request_id.decode("ascii")
         scope.setdefault("state", {})[REQUEST_ID_KEY] = request_id_text
         # Appended to the app's own headers; a new list, never the Response object's own.
-        added_headers = [(b"x-request-id", request_id), *self.headers]
-        content_length = headers.get(b"content-length")
-
-        status = 0
-        finished_at = 0.0
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status, finished_at
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), *added_headers]
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
-                finished_at = perf_counter()
-            await send(message)
-
+        response = _Response(send, [(b"x-request-id", request_id), *self.headers])
         token = REQUEST_ID.set(request_id_text)
-        metrics = self.metrics
-        metrics.in_flight_now += 1
+        self.metrics.in_flight_now += 1
         try:
-            host = headers.get(b"host")
-            refusal = (
-                self._refusal(scope, host, content_length)
-                if content_length is not None or (self.allowed_hosts and not self._host_ok(host))
-                else None
-            )
-            if refusal is not None:
-                await problem(*refusal, scope=scope)(scope, receive, send_wrapper)
-                return
-            task = current_task()
-            assert task is not None  # noqa: S101 - ASGI servers run each request in a task
-            deadlines = self.deadlines
-            deadlines.start(task, started_at)
-            timed_out = False
-            # No body announced (most GETs): nothing to count, so no receive() wrapper to pay for.
-            if b"transfer-encoding" in headers or (
-                content_length is not None and content_length != b"0"
-            ):
-                receive = _limited(receive, self.max_body_bytes)
-            try:
-                await self.app(scope, receive, send_wrapper)
-            except asyncio.CancelledError:
-                if not deadlines.expired(task):
-                    raise  # the client went away or the server is stopping: not ours to answer
-                timed_out = True
-            except BodyTooLarge as exc:
-                if not status:
-                    await problem(413, str(exc.detail), scope=scope)(scope, receive, send_wrapper)
-            except Exception:
-                if deadlines.expired(task):
-                    timed_out = True  # the cancel surfaced as another exception (a driver's)
-                else:
-                    await self._unexpected(scope, receive, send_wrapper, started=bool(status))
-            finally:
-                timed_out = deadlines.finish(task) or timed_out
-            if timed_out:
-                await self._timed_out(scope, receive, send_wrapper, started=bool(status))
+            refusal = self._refusal(scope, headers)
+            if refusal is None:
+                await self._call_app(scope, self._receive(receive, headers), response)
+            else:
+                await problem(*refusal, scope=scope)(scope, receive, response.send)
         finally:
-            # Until the last body chunk went out; a response cut short counts until now.
-            duration = (finished_at or perf_counter()) - started_at
-            metrics.in_flight_now -= 1
-            route = route_template(scope)
-            metrics.observe(scope["method"], route, status, duration)
-            self.access_log.record(scope, route, status, duration)
+            self.metrics.in_flight_now -= 1
+            self._record(scope, response, started_at)
             REQUEST_ID.reset(token)
 
-    def _host_ok(self, host: bytes | None) -> bool:
-        """Whether the Host header passes the allow-list; answers are memoized per raw value
-        (a service sees a handful), up to `_HOSTS_MEMO` of them since the header is the
-        client's to choose."""
-        if host is None:
-            return False
-        known = self._hosts_seen.get(host)
-        if known is None:
-            known = host_allowed(host, self.allowed_hosts)
-            if len(self._hosts_seen) < _HOSTS_MEMO:
-                self._hosts_seen[host] = known
-        return known
+    def _request_id(self, incoming: bytes | None) -> bytes:
+        if incoming is not None and _VALID_REQUEST_ID.fullmatch(incoming):
+            return incoming
+        return b"%s%016x" % (self._id_prefix, next(self._id_counter))
 
-    def _refusal(
-        self, scope: Scope, host: bytes | None, content_length: bytes | None
-    ) -> tuple[int, str] | None:
-        if self.allowed_hosts and scope["path"] not in self.probe_paths and not self._host_ok(host):
-            return 400, "Invalid Host header."
+    def _refusal(self, scope: Scope, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
+        """400 for a Host outside the allow-list (probes exempt) or a malformed Content-Length;
+        413 for an announced body over the limit."""
+        if self.allowed_hosts and scope["path"] not in self.probe_paths:
+            host = headers.get(b"host")
+            if host is None or not host_allowed(host, self.allowed_hosts):
+                return 400, "Invalid Host header."
+        content_length = headers.get(b"content-length")
         if content_length is not None:
             if not content_length.isdigit():
                 return 400, "Invalid Content-Length."
@@ -221,9 +187,46 @@ class HttpMiddleware:
                 return 413, str(BodyTooLarge(self.max_body_bytes).detail)
         return None
 
-    async def _unexpected(
-        self, scope: Scope, receive: Receive, send: Send, *, started: bool
-    ) -> None:
+    def _receive(self, receive: Receive, headers: dict[bytes, bytes]) -> Receive:
+        """`receive`, counting body bytes when a body is announced (most GETs have none)."""
+        if b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0":
+            return _limited(receive, self.max_body_bytes)
+        return receive
+
+    async def _call_app(self, scope: Scope, receive: Receive, response: _Response) -> None:
+        """The app under the request time limit; a 413, 500 or 504 for what it raises."""
+        task = current_task()
+        assert task is not None  # noqa: S101 - ASGI servers run each request in a task
+        deadlines = self.deadlines
+        deadlines.start(task, perf_counter())
+        timed_out = False
+        try:
+            await self.app(scope, receive, response.send)
+        except asyncio.CancelledError:
+            if not deadlines.expired(task):
+                raise  # the client went away or the server is stopping: not ours to answer
+            timed_out = True
+        except BodyTooLarge as exc:
+            if not response.started:
+                await problem(413, str(exc.detail), scope=scope)(scope, receive, response.send)
+        except Exception:
+            if deadlines.expired(task):
+                timed_out = True  # the cancel surfaced as another exception (a driver's)
+            else:
+                await self._unexpected(scope, receive, response)
+        finally:
+            timed_out = deadlines.finish(task) or timed_out
+        if timed_out:
+            await self._timed_out(scope, receive, response)
+
+    def _record(self, scope: Scope, response: _Response, started_at: float) -> None:
+        """Metrics and the access line, timed to the last body chunk (or now, if cut short)."""
+        duration = (response.finished_at or perf_counter()) - started_at
+        route = route_template(scope)
+        self.metrics.observe(scope["method"], route, response.status, duration)
+        self.access_log.record(scope, route, response.status, duration)
+
+    async def _unexpected(self, scope: Scope, receive: Receive, response: _Response) -> None:
         error_id = uuid.uuid4().hex
         error_log.exception(
             "unhandled_exception",
@@ -231,28 +234,22 @@ class HttpMiddleware:
             method=scope["method"],
             path=scope["path"],
             route=route_template(scope),
-            response_started=started,
+            response_started=response.started,
         )
-        if not started:  # else headers are out; the server closes the connection
-            response = problem(
-                500,
-                "An unexpected error occurred. Quote the error_id when reporting it.",
-                scope=scope,
-                extra={"error_id": error_id},
-            )
-            await response(scope, receive, send)
+        if not response.started:  # else headers are out; the server closes the connection
+            detail = "An unexpected error occurred. Quote the error_id when reporting it."
+            extra = {"error_id": error_id}
+            await problem(500, detail, scope=scope, extra=extra)(scope, receive, response.send)
 
-    async def _timed_out(
-        self, scope: Scope, receive: Receive, send: Send, *, started: bool
-    ) -> None:
+    async def _timed_out(self, scope: Scope, receive: Receive, response: _Response) -> None:
         limits_log.warning(
             "request_timeout",
             method=scope["method"],
             route=route_template(scope),
             path=scope["path"],
             limit_s=self.deadlines.timeout,
-            response_started=started,
+            response_started=response.started,
         )
-        if not started:
+        if not response.started:
             detail = f"The request took longer than {self.deadlines.timeout:g} s."
-            await problem(504, detail, scope=scope)(scope, receive, send)
+            await problem(504, detail, scope=scope)(scope, receive, response.send)

@@ -120,7 +120,7 @@ class Reads:
     ]
 
 
-def test_the_uvicorn_internals_the_worker_relies_on_are_still_there() -> None:
+async def test_the_uvicorn_internals_the_worker_relies_on_are_still_there() -> None:
     """app/worker.py overrides and reads these; a rename would silently turn draining off."""
     assert re.search(r"\bself\._serve\(\)", inspect.getsource(UvicornWorker.run))
     assert callable(UvicornWorker._install_sigquit_handler)
