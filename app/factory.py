@@ -8,8 +8,8 @@ from starlette.middleware.cors import CORSMiddleware
 from app.api import health
 from app.api.metrics import metrics_router
 from app.api.openapi import install_openapi
+from app.domains import ROUTERS
 from app.errors import install_error_handlers
-from app.items import router as items
 from app.lifespan import make_lifespan
 from app.logging import configure_logging
 from app.metrics import Metrics
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         health.router,
         metrics_router(metrics, allowed=settings.http.metrics_allowed_networks),
-        items.router,
+        *ROUTERS,
     ):
         add_routes(app, router)
     install_openapi(app, no_database=frozenset({"/health"}))

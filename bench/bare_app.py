@@ -1,8 +1,9 @@
 """The baselines for `make bench`: bare FastAPI with raw asyncpg, and with the usual ORM path.
 
-Same endpoints, same query, same driver and TLS as the service, served by the same Gunicorn
-config, so the ratios measure what the template's stack costs. `/orm/items/{id}` is what most
-templates do for a read: an ORM session per request in a transaction, `pool_pre_ping` on.
+Same endpoints, same query, same driver and TLS as the service (`bench/stack_app.py`), served by
+the same Gunicorn config, so the ratios measure what the template's stack costs.
+`/orm/rows/{id}` is what most templates do for a read: an ORM session per request in a
+transaction, `pool_pre_ping` on.
 """
 
 from __future__ import annotations
@@ -16,12 +17,20 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI, HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
 
 from app.api.health import Health
 from app.db.tls import build_ssl_context
-from app.items.models import Item
-from app.items.schemas import ItemPublic
 from app.settings import SslMode
+from bench.rows import ROWS, SQL, RowPublic
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class Row(_Base):
+    __table__ = ROWS
 
 
 @asynccontextmanager
@@ -47,22 +56,20 @@ async def health() -> Health:
     return Health()  # the service's own endpoint body, without the service around it
 
 
-@app.get("/api/v1/items/{item_id}")
-async def get_item(item_id: int, request: Request) -> dict[str, Any]:
+@app.get("/bench/rows/{row_id}")
+async def get_row(row_id: int, request: Request) -> dict[str, Any]:
     pool: asyncpg.Pool = request.state.pool
-    row = await pool.fetchrow(
-        "SELECT id, name, description, created_at, updated_at FROM items WHERE id = $1", item_id
-    )
+    row = await pool.fetchrow(SQL, row_id)
     if row is None:
         raise HTTPException(404)
     return dict(row)
 
 
-@app.get("/orm/items/{item_id}")
-async def get_item_orm(item_id: int, request: Request) -> ItemPublic:
+@app.get("/orm/rows/{row_id}")
+async def get_row_orm(row_id: int, request: Request) -> RowPublic:
     sessions: async_sessionmaker[AsyncSession] = request.state.sessions
     async with sessions() as session, session.begin():
-        item = await session.get(Item, item_id)
-    if item is None:
+        row = await session.get(Row, row_id)
+    if row is None:
         raise HTTPException(404)
-    return ItemPublic.model_validate(item)
+    return RowPublic.model_validate(row)

@@ -1,7 +1,8 @@
 """`make bench`: the full stack against a bare app, same Gunicorn config, interleaved rounds.
 
-Starts a throwaway PostgreSQL (TLS on) with one item, the service (`app.main:app`, production
-settings, JSON logs to a file) and the bare app (`bench.bare_app:app`), both with 2 workers and
+Starts a throwaway PostgreSQL (TLS on) with one row to read, the service with one bench route
+(`bench.stack_app:app`, production settings, JSON logs to a file; the example domain's read
+too when the service has it) and the bare app (`bench.bare_app:app`), both with 2 workers and
 pinned to one core while wrk runs on the other (docs/facts.md: benchmarks). Each
 round runs every (endpoint, server) pair once, in alternating order; the table gives medians
 over the rounds and the median of the per-round ratios stack / bare. Any non-2xx response or
@@ -24,19 +25,25 @@ from pathlib import Path
 
 import httpx
 
-from devtools.pgcluster import PgCluster, free_port
+from bench.rows import CREATE
+from devtools.pgcluster import APP_USER, PgCluster, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # Per endpoint: (label, server, path); the last one is the baseline the ratios divide by.
 CASES: dict[str, list[tuple[str, str, str]]] = {
     "/health": [("stack", "stack", "/health"), ("bare", "bare", "/health")],
-    "GET /api/v1/items/{id}": [
-        ("stack", "stack", "/api/v1/items/1"),
+    "GET one row by id": [
+        ("stack (DbSession, Core select)", "stack", "/bench/rows/1"),
         # What most templates do: ORM session, per-request transaction, pool_pre_ping.
-        ("bare + ORM session in a transaction", "bare", "/orm/items/1"),
-        ("bare + raw asyncpg", "bare", "/api/v1/items/1"),
+        ("bare + ORM session in a transaction", "bare", "/orm/rows/1"),
+        ("bare + raw asyncpg", "bare", "/bench/rows/1"),
     ],
 }
+# The example domain's read, when the service still has it: the same row shape and query.
+EXAMPLE_READ = (
+    "GET /api/v1/items/{id}",
+    [("stack", "stack", "/api/v1/items/1"), ("bare + raw asyncpg", "bare", "/bench/rows/1")],
+)
 
 
 @dataclass
@@ -122,7 +129,7 @@ def start_server(app: str, env: dict[str, str], log: Path) -> tuple[subprocess.P
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/items/1", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/bench/rows/1", timeout=1).status_code == 200:
                 return process, port
         except httpx.TransportError:
             pass
@@ -150,8 +157,12 @@ def bench_env(cluster: PgCluster) -> dict[str, str]:
     }
 
 
+def has_example() -> bool:
+    return (ROOT / "app" / "items").is_dir()
+
+
 def prepare_database(cluster: PgCluster, env: dict[str, str]) -> None:
-    """Migrate, and one row to read (id 1)."""
+    """Migrate, and one row to read (id 1): in the bench's table, and the example's."""
     subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],
         cwd=ROOT,
@@ -159,9 +170,11 @@ def prepare_database(cluster: PgCluster, env: dict[str, str]) -> None:
         check=True,
         capture_output=True,
     )
-    cluster.psql(
-        "INSERT INTO items (name, description) VALUES ('bench', 'one row')", database="app"
-    )
+    cluster.psql(f"{CREATE}; ALTER TABLE bench_rows OWNER TO {APP_USER}", database="app")
+    if has_example():
+        cluster.psql(
+            "INSERT INTO items (name, description) VALUES ('bench', 'one row')", database="app"
+        )
 
 
 def main() -> int:
@@ -184,19 +197,20 @@ def main() -> int:
         prepare_database(cluster, env)
         targets: dict[str, int] = {}
         masters: dict[str, int] = {}
-        for name, app in (("stack", "app.main:app"), ("bare", "bench.bare_app:app")):
+        for name, app in (("stack", "bench.stack_app:app"), ("bare", "bench.bare_app:app")):
             process, port = start_server(app, env, workdir / f"{name}.log")
             servers.append(process)
             targets[name] = port
             masters[name] = process.pid
-        for cases in CASES.values():  # warm-up: pools filled, first-request costs paid
+        all_cases = CASES | (dict([EXAMPLE_READ]) if has_example() else {})
+        for cases in all_cases.values():  # warm-up: pools filled, first-request costs paid
             for _, server, path in cases:
                 port = targets[server]
                 wrk(f"http://127.0.0.1:{port}{path}", seconds=2, connections=args.connections)
 
         samples: dict[tuple[str, str], list[Sample]] = {}
         for round_no in range(args.rounds):
-            for endpoint, cases in CASES.items():
+            for endpoint, cases in all_cases.items():
                 # Alternate which case goes first from round to round.
                 for label, server, path in cases if round_no % 2 == 0 else cases[::-1]:
                     sample = wrk(
@@ -207,7 +221,7 @@ def main() -> int:
                     )
                     samples.setdefault((endpoint, label), []).append(sample)
             print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-        return report(samples, args)
+        return report(all_cases, samples, args)
     finally:
         for process in servers:
             process.terminate()
@@ -217,7 +231,11 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def report(samples: dict[tuple[str, str], list[Sample]], args: argparse.Namespace) -> int:
+def report(
+    cases_by_endpoint: dict[str, list[tuple[str, str, str]]],
+    samples: dict[tuple[str, str], list[Sample]],
+    args: argparse.Namespace,
+) -> int:
     print(
         f"\nwrk -t1 -c{args.connections}, {args.rounds} interleaved rounds of {args.seconds} s, "
         "2 Gunicorn workers each (server on CPU 1, wrk on CPU 0); medians over rounds\n"
@@ -228,7 +246,7 @@ def report(samples: dict[tuple[str, str], list[Sample]], args: argparse.Namespac
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     failed = False
-    for endpoint, cases in CASES.items():
+    for endpoint, cases in cases_by_endpoint.items():
         baseline = samples[(endpoint, cases[-1][0])]
         for label, _, _ in cases:
             runs = samples[(endpoint, label)]

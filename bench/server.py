@@ -34,7 +34,7 @@ PLAIN_WORKER = "uvicorn_worker.UvicornWorker"
 OUR_WORKER = "app.worker.Worker"
 # One request in four for each: liveness, readiness (pool status), a row, a page of rows.
 MIXED_LUA = """
-local paths = {"/health", "/ready", "/api/v1/items/1", "/api/v1/items?limit=10"}
+local paths = {"/health", "/ready", "/bench/rows/1"}
 local i = 0
 request = function()
   i = i % #paths + 1
@@ -57,7 +57,7 @@ def _wait_up(running: Running, log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{running.url}/api/v1/items/1", timeout=1).status_code == 200:
+            if httpx.get(f"{running.url}/bench/rows/1", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -87,7 +87,15 @@ def serve(command: Sequence[str], env: dict[str, str], log: Path) -> Iterator[Ru
 
 
 def gunicorn_command(*extra: str) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "-c", "gunicorn_conf.py", *extra, "app.main:app"]
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "gunicorn_conf.py",
+        *extra,
+        "bench.stack_app:app",
+    ]
 
 
 def uvicorn_command(workers: int) -> list[str]:
@@ -96,7 +104,7 @@ def uvicorn_command(workers: int) -> list[str]:
         sys.executable,
         "-m",
         "uvicorn",
-        "app.main:app",
+        "bench.stack_app:app",
         "--host=127.0.0.1",
         "--port={port}",
         f"--workers={workers}",
@@ -150,7 +158,7 @@ def process_manager(env: dict[str, str], work: Path, rounds: int, seconds: float
         serve(commands["uvicorn --workers 2"], env, work / "pm-u.log") as uvi,
     ):
         urls = dict(zip(commands, (gun.url, uvi.url), strict=True))
-        for path in ("/health", "/api/v1/items/1"):
+        for path in ("/health", "/bench/rows/1"):
             samples: dict[str, list[Sample]] = {name: [] for name in commands}
             for name in commands:  # warm-up
                 wrk(urls[name] + path, 2, 64)

@@ -12,7 +12,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-import app.items.models  # noqa: F401 - registers the tables on Base.metadata
+import app.domains  # noqa: F401 - imports every domain's models onto Base.metadata
 from app.db.base import Base
 from app.db.engine import connect_args
 from app.settings import Settings, load_settings

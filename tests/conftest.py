@@ -9,10 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.factory import create_app
+import app.domains  # noqa: F401 - every domain's tables on Base.metadata, for the cleanup
+from app.db.base import Base
 from app.settings import Settings
 from devtools.pgcluster import PgCluster
+from tests import notes
 from tests.containers import PREPARED, Docker, shared, stop
+from tests.routes import service_with_test_routes
 from tests.support import asgi_client, make_settings, migrate
 
 
@@ -35,19 +38,27 @@ def pg() -> Iterator[PgCluster]:
 @pytest.fixture(scope="session")
 def migrated(pg: PgCluster) -> PgCluster:
     migrate(make_settings(pg))
+    notes.create_table(pg)
     return pg
+
+
+def empty_tables(cluster: PgCluster, database: str = "app") -> None:
+    """Every table the service's metadata and the tests' own know, whatever the domains."""
+    tables = [*Base.metadata.tables, *notes.NotesBase.metadata.tables]
+    cluster.psql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY", database=database)
 
 
 @pytest.fixture
 def settings(migrated: PgCluster) -> Settings:
-    migrated.psql("TRUNCATE items RESTART IDENTITY", database="app")
+    empty_tables(migrated)
     return make_settings(migrated)
 
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The whole app in-process, lifespan included, talking to the real database."""
-    async with asgi_client(create_app(settings)) as http:
+    """The whole app in-process (with the test-only routes), lifespan included, talking to
+    the real database."""
+    async with asgi_client(service_with_test_routes(settings)) as http:
         yield http
 
 

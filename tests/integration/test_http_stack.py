@@ -21,6 +21,7 @@ from app.db.session import DbSession
 from app.factory import add_routes, create_app
 from app.settings import Settings
 from devtools.pgcluster import PgCluster
+from tests import notes
 from tests.support import asgi_client, make_settings
 
 INTERNAL_DETAIL = "boom: SELECT password FROM users WHERE token='tok-123'"
@@ -76,7 +77,7 @@ async def background(tasks: BackgroundTasks) -> dict[str, bool]:
 
 @faults.post("/write-then-hang")
 async def write_then_hang(session: DbSession) -> dict[str, bool]:
-    await session.execute(text("INSERT INTO items (name) VALUES ('written-before-timeout')"))
+    await session.execute(text("INSERT INTO test_notes (text) VALUES ('written-before-timeout')"))
     await session.flush()
     await asyncio.sleep(LIMIT_S * 3)
     side_effects.append("finished")
@@ -115,6 +116,7 @@ async def stack(
     """A production-mode app and a function returning the JSON log lines written so far."""
     app: FastAPI = create_app(production_settings(migrated))
     app.include_router(faults)
+    add_routes(app, notes.router)
     side_effects.clear()
     lines: list[dict[str, Any]] = []
 
@@ -228,7 +230,7 @@ async def test_request_over_the_time_limit_is_504_and_cancelled(
     await asyncio.sleep(LIMIT_S * 3)  # long enough for an uncancelled handler to finish
     assert side_effects == []
     count = migrated.psql(
-        "SELECT count(*) FROM items WHERE name = 'written-before-timeout'", database="app"
+        "SELECT count(*) FROM test_notes WHERE text = 'written-before-timeout'", database="app"
     )
     assert count.strip() == "0"
     assert [line["event"] for line in logs() if line["level"] == "warning"] == [
@@ -263,12 +265,10 @@ async def test_oversized_chunked_body_without_content_length_is_413(stack: Stack
 
 async def test_wrong_host_is_400_but_probes_still_answer(stack: Stack) -> None:
     client, _ = stack
-    wrong = await client.get("/api/v1/items", headers={"host": "evil.example"})
+    wrong = await client.get(notes.PREFIX, headers={"host": "evil.example"})
     assert wrong.status_code == 400
     assert wrong.headers["content-type"] == "application/problem+json"
-    assert (
-        await client.get("/api/v1/items", headers={"host": "api.example.com"})
-    ).status_code == 200
+    assert (await client.get(notes.PREFIX, headers={"host": "api.example.com"})).status_code == 200
     assert (await client.get("/health", headers={"host": "10.1.2.3:9000"})).status_code == 200
     assert (await client.get("/ready", headers={"host": "10.1.2.3:9000"})).status_code == 200
 
@@ -303,36 +303,38 @@ async def test_docs_and_schema_are_off_in_production(stack: Stack) -> None:
 async def test_probe_requests_are_not_access_logged_by_default(stack: Stack) -> None:
     client, logs = stack
     await client.get("/health")
-    await client.get("/api/v1/items")
+    await client.get(notes.PREFIX)
     lines = logs()
     assert access_lines(lines, "/health") == []
-    (items,) = access_lines(lines, "/api/v1/items")
-    assert items["route"] == "/api/v1/items"
+    (listing,) = access_lines(lines, notes.PREFIX)
+    assert listing["route"] == notes.PREFIX
 
 
 async def test_access_line_names_the_route_template(stack: Stack) -> None:
     client, logs = stack
-    await client.get("/api/v1/items/4242")
-    (line,) = access_lines(logs(), "/api/v1/items/4242")
-    assert line["route"] == "/api/v1/items/{item_id}"
+    await client.get(f"{notes.PREFIX}/4242")
+    (line,) = access_lines(logs(), f"{notes.PREFIX}/4242")
+    assert line["route"] == f"{notes.PREFIX}/{{note_id}}"
     assert line["status"] == 404
 
 
 async def test_cors_is_off_unless_origins_are_configured(stack: Stack, migrated: PgCluster) -> None:
     client, _ = stack
     preflight = {"origin": "https://app.example.com", "access-control-request-method": "GET"}
-    response = await client.options("/api/v1/items", headers=preflight)
+    response = await client.options(notes.PREFIX, headers=preflight)
     assert "access-control-allow-origin" not in response.headers
 
     settings = production_settings(
         migrated,
         http={"allowed_hosts": ["testserver"], "cors_origins": "https://app.example.com"},
     )
-    async with asgi_client(create_app(settings)) as cors_client:
-        allowed = await cors_client.options("/api/v1/items", headers=preflight)
+    cors_app = create_app(settings)
+    add_routes(cors_app, notes.router)
+    async with asgi_client(cors_app) as cors_client:
+        allowed = await cors_client.options(notes.PREFIX, headers=preflight)
         assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
         other = preflight | {"origin": "https://evil.example"}
-        refused = await cors_client.options("/api/v1/items", headers=other)
+        refused = await cors_client.options(notes.PREFIX, headers=other)
         assert "access-control-allow-origin" not in refused.headers
 
 

@@ -140,3 +140,16 @@ async def test_a_wrong_method_is_405_naming_every_method_of_the_resource(
             assert response.status_code == 405, (wrong, path)
             assert set(response.headers["allow"].split(", ")) == methods, (wrong, path)
             assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_domain_error_rolls_back_everything_the_request_wrote(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.post(ITEMS, json={"name": "kept"})
+    other = (await client.post(ITEMS, json={"name": "other", "description": "before"})).json()
+    # The description change is flushed before the name clash is detected: both must roll back.
+    clash = await client.patch(
+        f"{ITEMS}/{other['id']}", json={"description": "after", "name": "kept"}
+    )
+    assert clash.status_code == 409
+    assert (await client.get(f"{ITEMS}/{other['id']}")).json()["description"] == "before"

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis import GenerationMode
@@ -25,21 +26,21 @@ EXAMPLES_PER_OPERATION = 40
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_every_operation_conforms_to_its_schema(settings: Settings, mode: GenerationMode) -> None:
-    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(settings))
+    app = create_app(settings)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = []
     for result in schema.get_all_operations():
         assert isinstance(result, Ok), result  # the schema itself must be valid
         operations.append(result.ok())
     labels = {operation.label for operation in operations}
-    assert {
-        "GET /health",
-        "GET /ready",
-        "POST /api/v1/items",
-        "GET /api/v1/items/{item_id}",
-        "PATCH /api/v1/items/{item_id}",
-        "DELETE /api/v1/items/{item_id}",
-        "GET /api/v1/items",
-    } <= labels
+    routes = {
+        f"{method} {route.path}"
+        for route in app.routes
+        if isinstance(route, APIRoute) and route.include_in_schema
+        for method in route.methods or ()
+    }
+    assert {"GET /health", "GET /ready"} <= routes  # and every domain's operations
+    assert routes == labels
 
     for operation in operations:
         has_input = any(True for _ in operation.iter_parameters()) or bool(list(operation.body))

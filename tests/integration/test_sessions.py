@@ -12,43 +12,42 @@ import pytest
 from fastapi import Depends, FastAPI
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.db.session import DbSession
 from app.factory import create_app
 from app.settings import Settings
-from devtools.pgcluster import APP_USER, PgCluster
+from devtools.pgcluster import PgCluster
+from tests.notes import Note
 from tests.support import asgi_client, make_settings
-
-TABLE = "test_session_notes"
-
-
-class _Base(DeclarativeBase):
-    """Not the service's metadata: this table belongs to these tests alone."""
-
-
-class Note(_Base):
-    __tablename__ = TABLE
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    text: Mapped[str]
-
-
-@pytest.fixture
-def notes(migrated: PgCluster) -> Iterator[None]:
-    migrated.psql(
-        f"CREATE TABLE {TABLE} (id serial PRIMARY KEY, text text NOT NULL);"
-        f"ALTER TABLE {TABLE} OWNER TO {APP_USER}",
-        "app",
-    )
-    try:
-        yield
-    finally:
-        migrated.psql(f"DROP TABLE {TABLE}", "app")
 
 
 def _stored_notes(cluster: PgCluster) -> str:
-    return cluster.psql("SELECT count(*) FROM test_session_notes", "app").strip()
+    return cluster.psql("SELECT count(*) FROM test_notes", "app").strip()
+
+
+@pytest.fixture
+def commit_time_failure(migrated: PgCluster) -> Iterator[str]:
+    """A deferred constraint trigger: the INSERT and flush succeed, the COMMIT fails."""
+    refused = "fails-at-commit"
+    migrated.psql(
+        f"""
+        CREATE FUNCTION test_fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.text = '{refused}' THEN RAISE EXCEPTION 'refused at commit'; END IF;
+          RETURN NEW;
+        END $$;
+        CREATE CONSTRAINT TRIGGER test_fail_at_commit AFTER INSERT ON test_notes
+          DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_fail_at_commit();
+        """,
+        database="app",
+    )
+    try:
+        yield refused
+    finally:
+        migrated.psql(
+            "DROP TRIGGER test_fail_at_commit ON test_notes; DROP FUNCTION test_fail_at_commit();",
+            database="app",
+        )
 
 
 async def _two_clock_reads(session: AsyncSession) -> dict[str, datetime]:
@@ -93,8 +92,8 @@ def _test_app(settings: Settings) -> FastAPI:
         await session.execute(insert(Note).values(text="from a GET"))
 
     @app.post("/test/write/orm")
-    async def orm_write_in_post(session: DbSession) -> None:
-        session.add(Note(text="from a POST"))
+    async def orm_write_in_post(session: DbSession, text: str = "from a POST") -> None:
+        session.add(Note(text=text))
 
     @app.get("/test/two-dependencies")
     async def two_dependencies(
@@ -134,7 +133,6 @@ async def test_a_get_can_ask_for_one_snapshot(http: httpx.AsyncClient) -> None:
     assert not _in_one_transaction((await http.get("/test/clock")).json())
 
 
-@pytest.mark.usefixtures("notes")
 @pytest.mark.parametrize("how", ["orm", "core"])
 async def test_a_get_that_writes_fails_and_writes_nothing(
     http: httpx.AsyncClient, migrated: PgCluster, how: str, capsys: pytest.CaptureFixture[str]
@@ -146,12 +144,22 @@ async def test_a_get_that_writes_fails_and_writes_nothing(
     assert _stored_notes(migrated) == "0"
 
 
-@pytest.mark.usefixtures("notes")
 async def test_a_post_writes_in_its_transaction(
     http: httpx.AsyncClient, migrated: PgCluster
 ) -> None:
     assert (await http.post("/test/write/orm")).status_code == 200
     assert _stored_notes(migrated) == "1"
+
+
+async def test_a_failed_commit_is_not_reported_as_done(
+    http: httpx.AsyncClient, migrated: PgCluster, commit_time_failure: str
+) -> None:
+    """The commit runs before the response is sent: its failure is the client's answer."""
+    response = await http.post("/test/write/orm", params={"text": commit_time_failure})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "refused at commit" not in response.text
+    assert _stored_notes(migrated) == "0"
 
 
 async def test_dependencies_of_one_request_share_its_session(migrated: PgCluster) -> None:

@@ -1,56 +1,10 @@
-"""The real service plus one route that fails, for server-level tests of the error path.
+"""The real service plus the test-only routes (`tests/routes.py`), for server-level tests.
 
 Served with the real config: `gunicorn -c gunicorn_conf.py tests.server.fault_app:app`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import time
+from tests.routes import service_with_test_routes
 
-from fastapi import APIRouter
-from sqlalchemy import text
-
-from app.db.session import DbSession
-from app.factory import add_routes, create_app
-
-BOOM = "fault-app exploded with internal detail"
-
-faults = APIRouter(prefix="/_test")
-
-
-@faults.get("/boom")
-async def boom() -> None:
-    raise RuntimeError(BOOM)
-
-
-@faults.get("/sleep")
-async def sleep(seconds: float) -> dict[str, int]:
-    await asyncio.sleep(seconds)
-    return {"pid": os.getpid()}
-
-
-@faults.get("/block")
-async def block(seconds: float) -> None:
-    time.sleep(seconds)  # noqa: ASYNC251 - blocks the event loop on purpose (heartbeat test)
-
-
-@faults.get("/pid")
-async def pid() -> dict[str, int]:
-    return {"pid": os.getpid()}
-
-
-@faults.get("/backend-pid")
-async def backend_pid(session: DbSession) -> dict[str, int]:
-    return {"pid": int(await session.scalar(text("SELECT pg_backend_pid()")) or 0)}
-
-
-@faults.get("/db-sleep")
-async def db_sleep(seconds: float, session: DbSession) -> dict[str, float]:
-    await session.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
-    return {"slept": seconds}
-
-
-app = create_app()
-add_routes(app, faults)
+app = service_with_test_routes()

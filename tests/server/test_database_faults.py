@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from devtools.pgcluster import PgCluster
+from tests import notes
 from tests.conftest import new_cluster
 from tests.server.load import p99, steady_load
 from tests.server.tcp_proxy import TcpProxy
@@ -22,7 +23,7 @@ from tests.support import Server, db_env, gunicorn, make_settings, migrate, wait
 
 pytestmark = pytest.mark.slow
 
-ITEM = "/api/v1/items/1"
+ITEM = f"{notes.PREFIX}/1"
 OPEN_WAIT = 2.0
 REQUEST_LIMIT = 3.0
 FAULT_ENV = {
@@ -44,7 +45,8 @@ FAULT_ENV = {
 def fault_pg() -> Iterator[PgCluster]:
     cluster = new_cluster()
     migrate(make_settings(cluster))
-    cluster.psql("INSERT INTO items (name) VALUES ('fault-test')", database="app")
+    notes.create_table(cluster)
+    cluster.psql("INSERT INTO test_notes (text) VALUES ('fault-test')", database="app")
     try:
         yield cluster
     finally:
@@ -61,7 +63,9 @@ def pg(fault_pg: PgCluster) -> PgCluster:
 
 @pytest.fixture
 def server(pg: PgCluster, tmp_path: Path) -> Iterator[Server]:
-    with gunicorn(db_env(pg) | FAULT_ENV, tmp_path / "gunicorn.log", workers=1) as running:
+    with gunicorn(
+        db_env(pg) | FAULT_ENV, tmp_path / "gunicorn.log", workers=1, app=FAULT_APP
+    ) as running:
         wait_for(f"{running.base_url}/ready")
         for _ in range(10):  # a warm pool
             assert httpx.get(f"{running.base_url}{ITEM}").status_code == 200
@@ -125,7 +129,7 @@ def test_restart_with_a_warm_pool_fails_nothing_after_it(pg: PgCluster, tmp_path
     """Light load and the default breaker: the few requests that hit the restart window do not
     trip it, and pool_pre_ping replaces every stale pooled connection afterwards."""
     env = db_env(pg) | {"DB__POOL_SIZE": "4"}
-    with gunicorn(env, tmp_path / "gunicorn.log", workers=1) as server:
+    with gunicorn(env, tmp_path / "gunicorn.log", workers=1, app=FAULT_APP) as server:
         wait_for(f"{server.base_url}/ready")
         with steady_load(server.base_url, {ITEM: (4, 0.0)}, max_seconds=10) as warm:
             time.sleep(0.5)  # every pooled connection has been used
@@ -243,7 +247,10 @@ def test_network_partition_ends_every_request_in_time_and_heals(
     proxy = TcpProxy(pg.port)
     env = db_env(pg) | FAULT_ENV
     env["DATABASE_URL"] = env["DATABASE_URL"].replace(f":{pg.port}/", f":{proxy.port}/")
-    with proxy.running(), gunicorn(env, tmp_path / "gunicorn.log", workers=1) as server:
+    with (
+        proxy.running(),
+        gunicorn(env, tmp_path / "gunicorn.log", workers=1, app=FAULT_APP) as server,
+    ):
         wait_for(f"{server.base_url}/ready")
         streams = {ITEM: (4, 0.0), "/health": (1, 0.05)}
         with steady_load(server.base_url, streams) as load:

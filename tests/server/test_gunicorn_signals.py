@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from devtools.pgcluster import PgCluster
+from tests import notes
 from tests.conftest import new_cluster
 from tests.server.load import Load, steady_load
 from tests.support import Server, db_env, gunicorn, make_settings, migrate, wait_for
@@ -57,7 +58,7 @@ def wait_booted(server: Server, boots: int, *, timeout: float = 15) -> None:
 
 # Both ways clients arrive: over kept-alive connections and with a new connection per request
 # (a stopping worker used to drop each kind differently, app/worker.py).
-MIXED = {"/health": (3, 0.0), "/api/v1/items": (1, 0.0)}
+MIXED = {"/health": (3, 0.0), notes.PREFIX: (1, 0.0)}
 
 
 def failures(load: Load) -> str:
@@ -70,7 +71,7 @@ def failures(load: Load) -> str:
 def test_hup_under_load_replaces_every_worker_and_drops_nothing(
     migrated: PgCluster, tmp_path: Path
 ) -> None:
-    with gunicorn(db_env(migrated), tmp_path / "gunicorn.log", workers=2) as server:
+    with gunicorn(db_env(migrated), tmp_path / "gunicorn.log", workers=2, app=FAULT_APP) as server:
         wait_for(f"{server.base_url}/ready")
         generations = [wait_workers(server, 2)]
         with steady_load(server.base_url, MIXED, fresh_streams=MIXED) as load:
@@ -93,7 +94,7 @@ def test_max_requests_recycles_workers_under_load_and_drops_nothing(
     migrated: PgCluster, tmp_path: Path
 ) -> None:
     env = db_env(migrated) | {"SERVER__MAX_REQUESTS": "150", "SERVER__MAX_REQUESTS_JITTER": "50"}
-    with gunicorn(env, tmp_path / "gunicorn.log", workers=2) as server:
+    with gunicorn(env, tmp_path / "gunicorn.log", workers=2, app=FAULT_APP) as server:
         wait_for(f"{server.base_url}/ready")
         first = wait_workers(server, 2)
         seen = set(first)
@@ -137,11 +138,11 @@ def test_term_lets_in_flight_requests_finish_then_exits_cleanly(
 def test_a_killed_worker_is_replaced_and_the_service_continues(
     migrated: PgCluster, tmp_path: Path
 ) -> None:
-    with gunicorn(db_env(migrated), tmp_path / "gunicorn.log", workers=2) as server:
+    with gunicorn(db_env(migrated), tmp_path / "gunicorn.log", workers=2, app=FAULT_APP) as server:
         wait_for(f"{server.base_url}/ready")
         before = wait_workers(server, 2)
         clients = 4
-        with steady_load(server.base_url, {"/api/v1/items": (clients, 0.0)}) as load:
+        with steady_load(server.base_url, {notes.PREFIX: (clients, 0.0)}) as load:
             time.sleep(1.0)
             victim = min(before)
             killed_at = time.monotonic()
@@ -162,7 +163,7 @@ def test_a_killed_worker_is_replaced_and_the_service_continues(
 
 
 def test_ttin_and_ttou_change_the_worker_count(migrated: PgCluster, tmp_path: Path) -> None:
-    with gunicorn(db_env(migrated), tmp_path / "gunicorn.log", workers=2) as server:
+    with gunicorn(db_env(migrated), tmp_path / "gunicorn.log", workers=2, app=FAULT_APP) as server:
         wait_for(f"{server.base_url}/health")
         wait_workers(server, 2)
         server.process.send_signal(signal.SIGTTIN)
@@ -207,7 +208,7 @@ def test_reboots_during_a_database_outage_keep_the_service_up(tmp_path: Path) ->
     env = db_env(cluster) | {"SERVER__MAX_REQUESTS": "40", "SERVER__MAX_REQUESTS_JITTER": "0"}
     try:
         migrate(make_settings(cluster))
-        with gunicorn(env, tmp_path / "gunicorn.log", workers=2) as server:
+        with gunicorn(env, tmp_path / "gunicorn.log", workers=2, app=FAULT_APP) as server:
             wait_for(f"{server.base_url}/ready")
             generation = wait_workers(server, 2)
             boots = 2

@@ -11,8 +11,12 @@ import httpx
 import pytest
 
 from devtools.pgcluster import PgCluster
+from tests import notes
 from tests.server.test_gunicorn_signals import wait_workers
 from tests.support import db_env, gunicorn, wait_for
+
+# The service plus test-only routes: these tests must not depend on the example domain.
+FAULT_APP = "tests.server.fault_app:app"
 
 pytestmark = pytest.mark.slow
 
@@ -29,18 +33,18 @@ def count(text: str, route: str, status: int = 200) -> float:
 def test_counts_are_summed_across_workers_and_survive_a_reload(
     migrated: PgCluster, tmp_path: Path
 ) -> None:
-    with gunicorn(db_env(migrated), tmp_path / "gunicorn.log", workers=2) as server:
+    with gunicorn(db_env(migrated), tmp_path / "gunicorn.log", workers=2, app=FAULT_APP) as server:
         wait_for(f"{server.base_url}/ready")
         before = wait_workers(server, 2)
         n = 60
         for _ in range(n):  # a new connection each: the kernel spreads them over both workers
-            response = httpx.get(f"{server.base_url}/api/v1/items")
+            response = httpx.get(f"{server.base_url}{notes.PREFIX}")
             assert response.status_code == 200
         time.sleep(1.5)  # each worker writes its counts to the shared files once a second
         text = httpx.get(f"{server.base_url}/metrics").text
-        assert count(text, "/api/v1/items") == n
+        assert count(text, notes.PREFIX) == n
         assert re.search(
-            r'^http_request_duration_seconds_count\{method="GET",route="/api/v1/items"\} 60\.0$',
+            rf'^http_request_duration_seconds_count\{{method="GET",route="{notes.PREFIX}"\}} 60\.0',
             text,
             re.M,
         )
@@ -54,12 +58,12 @@ def test_counts_are_summed_across_workers_and_survive_a_reload(
             time.sleep(0.1)
         wait_for(f"{server.base_url}/ready")
         text = httpx.get(f"{server.base_url}/metrics").text
-        assert count(text, "/api/v1/items") == n  # did not drop with the old workers
+        assert count(text, notes.PREFIX) == n  # did not drop with the old workers
         assert re.search(r"^gunicorn_worker_exits_total [2-9]", text, re.M)
 
 
 def test_metrics_can_be_limited_to_a_network(migrated: PgCluster, tmp_path: Path) -> None:
     env = db_env(migrated) | {"HTTP__METRICS_ALLOWED_NETWORKS": "10.0.0.0/8"}
-    with gunicorn(env, tmp_path / "gunicorn.log", workers=1) as server:
+    with gunicorn(env, tmp_path / "gunicorn.log", workers=1, app=FAULT_APP) as server:
         wait_for(f"{server.base_url}/ready")
         assert httpx.get(f"{server.base_url}/metrics").status_code == 404

@@ -11,8 +11,12 @@ import pytest
 
 from app.settings import ProbeSettings
 from devtools.pgcluster import PgCluster
+from tests import notes
 from tests.conftest import new_cluster
 from tests.support import db_env, gunicorn, make_settings, migrate, wait_for
+
+# The service plus test-only routes: these tests must not depend on the example domain.
+FAULT_APP = "tests.server.fault_app:app"
 
 pytestmark = pytest.mark.slow
 READY_CACHE_TTL = ProbeSettings().ready_cache_ttl  # the default, which these servers run with
@@ -23,6 +27,7 @@ def own_pg() -> Iterator[PgCluster]:
     """A cluster of this module's own, so stopping it does not disturb other tests."""
     cluster = new_cluster()
     migrate(make_settings(cluster))
+    notes.create_table(cluster)
     try:
         yield cluster
     finally:
@@ -38,7 +43,7 @@ def ready_status(base_url: str) -> tuple[int, dict[str, object]]:
 def test_health_stays_up_and_ready_follows_the_database(own_pg: PgCluster, tmp_path: Path) -> None:
     if not own_pg.is_running():
         own_pg.start()
-    with gunicorn(db_env(own_pg), tmp_path / "gunicorn.log", workers=2) as server:
+    with gunicorn(db_env(own_pg), tmp_path / "gunicorn.log", workers=2, app=FAULT_APP) as server:
         wait_for(f"{server.base_url}/ready", status=200)
 
         own_pg.stop()
@@ -55,7 +60,7 @@ def test_health_stays_up_and_ready_follows_the_database(own_pg: PgCluster, tmp_p
         for _ in range(20):
             health = httpx.get(f"{server.base_url}/health", timeout=2.0)
             assert health.status_code == 200
-        item = httpx.get(f"{server.base_url}/api/v1/items/1", timeout=10.0)
+        item = httpx.get(f"{server.base_url}{notes.PREFIX}/1", timeout=10.0)
         assert item.status_code >= 500
         assert item.elapsed.total_seconds() < 2
         assert "Traceback" not in item.text
@@ -65,7 +70,7 @@ def test_health_stays_up_and_ready_follows_the_database(own_pg: PgCluster, tmp_p
         wait_for(f"{server.base_url}/ready", status=200, timeout=10)
         time.sleep(READY_CACHE_TTL + 0.2)  # as above: no worker still holds an old 503
         wait_for(f"{server.base_url}/ready", status=200, timeout=10, consecutive=6)
-        created = httpx.post(f"{server.base_url}/api/v1/items", json={"name": "after-restart"})
+        created = httpx.post(f"{server.base_url}{notes.PREFIX}", json={"text": "after-restart"})
         assert created.status_code == 201
         assert server.process.poll() is None
 
@@ -74,7 +79,7 @@ def test_service_started_while_database_is_down_boots_and_becomes_ready(
     own_pg: PgCluster, tmp_path: Path
 ) -> None:
     own_pg.stop()
-    with gunicorn(db_env(own_pg), tmp_path / "gunicorn.log", workers=1) as server:
+    with gunicorn(db_env(own_pg), tmp_path / "gunicorn.log", workers=1, app=FAULT_APP) as server:
         wait_for(f"{server.base_url}/health", status=200)
         status, body = ready_status(server.base_url)
         assert status == 503, body
@@ -82,4 +87,4 @@ def test_service_started_while_database_is_down_boots_and_becomes_ready(
 
         own_pg.start()
         wait_for(f"{server.base_url}/ready", status=200, timeout=10)
-        assert httpx.get(f"{server.base_url}/api/v1/items").status_code == 200
+        assert httpx.get(f"{server.base_url}{notes.PREFIX}").status_code == 200

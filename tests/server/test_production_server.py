@@ -11,8 +11,12 @@ import httpx
 import pytest
 
 from devtools.pgcluster import PgCluster
-from tests.server.fault_app import BOOM
+from tests import notes
+from tests.routes import BOOM
 from tests.support import Server, db_env, gunicorn, wait_for
+
+# The service plus test-only routes: these tests must not depend on the example domain.
+FAULT_APP = "tests.server.fault_app:app"
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +29,7 @@ def server(migrated: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "HTTP__MAX_BODY_BYTES": "2048",
     }
     log = tmp_path_factory.mktemp("prod") / "gunicorn.log"
-    with gunicorn(env, log, workers=2, app="tests.server.fault_app:app") as running:
+    with gunicorn(env, log, workers=2, app=FAULT_APP) as running:
         wait_for(f"{running.base_url}/ready")
         yield running
 
@@ -41,7 +45,7 @@ def json_lines(server: Server) -> list[dict[str, Any]]:
 
 
 def test_startup_access_and_error_lines_are_all_json(server: Server) -> None:
-    items = httpx.get(f"{server.base_url}/api/v1/items", headers={"x-request-id": "trace-me-1"})
+    items = httpx.get(f"{server.base_url}{notes.PREFIX}", headers={"x-request-id": "trace-me-1"})
     assert items.status_code == 200
     boom = httpx.get(f"{server.base_url}/_test/boom")
     assert boom.status_code == 500
@@ -71,7 +75,7 @@ def test_startup_access_and_error_lines_are_all_json(server: Server) -> None:
 def test_access_line_takes_the_client_from_a_trusted_proxy(server: Server) -> None:
     """SERVER__FORWARDED_ALLOW_IPS trusts loopback by default, so X-Forwarded-For counts."""
     headers = {"x-forwarded-for": "203.0.113.7", "x-request-id": "via-proxy-1"}
-    assert httpx.get(f"{server.base_url}/api/v1/items", headers=headers).status_code == 200
+    assert httpx.get(f"{server.base_url}{notes.PREFIX}", headers=headers).status_code == 200
     deadline = time.monotonic() + 5
     while True:
         lines = [line for line in json_lines(server) if line.get("request_id") == "via-proxy-1"]
@@ -97,7 +101,7 @@ async def test_chunked_body_over_the_limit_is_413_over_the_wire(server: Server) 
         yield b'"}'
 
     async with httpx.AsyncClient(base_url=server.base_url) as client:
-        response = await client.post("/api/v1/items", content=chunks())
+        response = await client.post(notes.PREFIX, content=chunks())
     assert response.request.headers["transfer-encoding"] == "chunked"
     assert response.status_code == 413
     assert response.json()["status"] == 413
@@ -105,7 +109,7 @@ async def test_chunked_body_over_the_limit_is_413_over_the_wire(server: Server) 
 
 def test_wrong_host_is_refused_but_probes_answer(server: Server) -> None:
     wrong = {"host": "attacker.example"}
-    assert httpx.get(f"{server.base_url}/api/v1/items", headers=wrong).status_code == 400
+    assert httpx.get(f"{server.base_url}{notes.PREFIX}", headers=wrong).status_code == 400
     assert httpx.get(f"{server.base_url}/health", headers={"host": "10.0.0.7"}).status_code == 200
     assert httpx.get(f"{server.base_url}/ready", headers={"host": "10.0.0.7"}).status_code == 200
 

@@ -13,7 +13,17 @@ from tests.support import ROOT
 APP = ROOT / "app"
 # Infrastructure packages, and what they must not reach: the composition and the domains.
 INFRASTRUCTURE = ("app.db", "app.resilience", "app.middleware")
-ABOVE = ("app.state", "app.lifespan", "app.factory", "app.main", "app.api", "app.items")
+ABOVE = (
+    "app.state",
+    "app.lifespan",
+    "app.factory",
+    "app.main",
+    "app.api",
+    "app.domains",
+    "app.items",
+)
+# The registry of domains: the one module outside a domain's package that imports it.
+REGISTRY = "app.domains"
 
 
 def module_name(path: Path) -> str:
@@ -62,3 +72,22 @@ def test_app_has_no_import_circles() -> None:
     for start in sorted(edges):
         visit(start, [start])
     assert circles == []
+
+
+def test_only_the_registry_knows_the_domains() -> None:
+    """Adding or removing a domain touches its own package and `app/domains.py` alone."""
+    edges = graph()
+    domains = {
+        module.split(".")[1]
+        for module in edges
+        if module.count(".") >= 1 and (ROOT / "app" / module.split(".")[1] / "router.py").exists()
+    }
+    outside = [
+        f"{module} imports {target}"
+        for module, targets in edges.items()
+        for target in targets
+        if target.split(".")[1] in domains
+        and module.split(".")[1] != target.split(".")[1]
+        and module != REGISTRY
+    ]
+    assert outside == []

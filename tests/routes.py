@@ -1,0 +1,59 @@
+"""Test-only routes on the real service: faults (an exception, sleeps, a blocked loop) and a
+small notes table (`tests/notes.py`), for tests that must not depend on the example domain."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import text
+
+from app.db.session import DbSession
+from app.factory import add_routes, create_app
+from app.settings import Settings
+from tests import notes
+
+BOOM = "fault-app exploded with internal detail"
+
+faults = APIRouter(prefix="/_test")
+
+
+@faults.get("/boom")
+async def boom() -> None:
+    raise RuntimeError(BOOM)
+
+
+@faults.get("/sleep")
+async def sleep(seconds: float) -> dict[str, int]:
+    await asyncio.sleep(seconds)
+    return {"pid": os.getpid()}
+
+
+@faults.get("/block")
+async def block(seconds: float) -> None:
+    time.sleep(seconds)  # noqa: ASYNC251 - blocks the event loop on purpose (heartbeat test)
+
+
+@faults.get("/pid")
+async def pid() -> dict[str, int]:
+    return {"pid": os.getpid()}
+
+
+@faults.get("/backend-pid")
+async def backend_pid(session: DbSession) -> dict[str, int]:
+    return {"pid": int(await session.scalar(text("SELECT pg_backend_pid()")) or 0)}
+
+
+@faults.get("/db-sleep")
+async def db_sleep(seconds: float, session: DbSession) -> dict[str, float]:
+    await session.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
+    return {"slept": seconds}
+
+
+def service_with_test_routes(settings: Settings | None = None) -> FastAPI:
+    app = create_app(settings)
+    add_routes(app, faults)
+    add_routes(app, notes.router)
+    return app
