@@ -128,7 +128,7 @@ def tune_gc(threshold: int) -> dict[str, Any]:
     Python 3.11 collects the youngest generation each time 700 more container objects exist
     than were freed, and every older collection walks the whole heap: a worker's startup heap
     (FastAPI, SQLAlchemy, pydantic) is a few hundred thousand objects that will never be
-    garbage. Measured with one worker under wrk on `GET /api/v1/items/{id}`: the collector
+    garbage. Measured with one worker under wrk on a one-row read by id: the collector
     took 7.5-8.6 % of the worker's time, half of it in full collections. `gc.freeze()` (made
     for this case, Python docs) moves the startup heap to a generation no collection visits:
     full collections fell from 0.36 s to 0.01 s per 8 s. A threshold of 5,000 left 3 young

@@ -37,6 +37,30 @@ def clean(project: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+# The example domain: its package, migration and tests. `app/domains.py` is the one other
+# file that names it.
+EXAMPLE = (
+    "app/items",
+    "migrations/versions/20261122_0001_create_items.py",
+    "tests/integration/test_items.py",
+)
+
+
+def remove_example(project: Path) -> None:
+    for relative in EXAMPLE:
+        path = project / relative
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    # Git keeps no empty folder, and Alembic needs this one.
+    (project / "migrations" / "versions" / ".gitkeep").touch()
+    registry = project / "app" / "domains.py"
+    text = re.sub(r"\n(from app\.items import .*\n)+", "", registry.read_text())
+    text = re.sub(r"\[\n\s+items_\w+(\.router)?,\n\]", "[]", text)
+    registry.write_text(text)
+
+
 Rule = Callable[[str], str]
 
 
@@ -102,6 +126,8 @@ def rename(project: Path, old: str, new: str) -> None:
 def main() -> None:
     project = Path.cwd()
     clean(project)
+    if ANSWERS["include_example"] == "no":
+        remove_example(project)
     reference = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["service"]
     rules, lock_rules = replacements(reference, ANSWERS)
     rewrite(project, rules, lock_rules)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from alembic import command
 from alembic.config import Config
 from asgi_lifespan import LifespanManager
@@ -34,6 +35,14 @@ _OWN_NAMES = {"DATABASE_URL", "PORT", "HOST", "WEB_CONCURRENCY"}
 ALONGSIDE = "TEMPLATE_SUITE_ALONGSIDE"
 # Set when the tests run under `make test`; a nested make would then announce its directory.
 _MAKE_NAMES = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}
+
+
+# The example domain, which a generated service may leave out (cookiecutter's include_example).
+HAS_EXAMPLE = (ROOT / "app" / "items").is_dir()
+needs_example = pytest.mark.skipif(
+    not HAS_EXAMPLE,
+    reason="uses the example domain's API (app/items), which this service was generated without",
+)
 
 
 def db_env(cluster: PgCluster, database: str = "app") -> dict[str, str]:

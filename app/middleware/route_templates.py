@@ -1,8 +1,8 @@
-"""The route template of a request (`/api/v1/items/{item_id}`): the metrics label and the
+"""The route template of a request (`/api/v1/orders/{order_id}`): the metrics label and the
 access log's `route`, bounded in number however many ids clients send.
 
 Starlette puts the matched route in `scope["route"]`, but a route of a router added with
-`app.include_router(router, prefix=...)` knows only its own path (`/{item_id}`): two domains'
+`app.include_router(router, prefix=...)` knows only its own path (`/{order_id}`): two domains'
 routes would share a label. FastAPI's public `iter_route_contexts()` gives every route's
 effective, prefixed path; the lifespan builds the table once, when the routes are final.
 """

@@ -144,6 +144,18 @@ def test_any_name_generates_a_lint_clean_typed_service(
     assert check.returncode == 0, (check.stdout + check.stderr)[-4000:]
 
 
+def example_traces(project: Path) -> list[str]:
+    """Every mention of the example domain left in the service's code and migrations."""
+    return [
+        f"{path.relative_to(project)}:{number}"
+        for folder in ("app", "migrations")
+        for path in sorted((project / folder).rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if re.search(r"\bitems?\b|\bItem", line.replace(".items()", ""))
+    ]
+
+
 def test_a_generated_service_passes_its_own_tests_and_boots(pg: PgCluster, tmp_path: Path) -> None:
     (generated,) = RUNNING  # generated, and its `make test` started, after collection
     assert generated.generation is not None
@@ -157,6 +169,7 @@ def test_a_generated_service_passes_its_own_tests_and_boots(pg: PgCluster, tmp_p
     assert "PORT=9123" in (project / ".env.example").read_text()
     assert not (project / "tests" / "template").exists()
     assert "template-only" not in (project / "README.md").read_text()
+    assert example_traces(project) == []
 
     returncode = generated.wait(timeout=900)
     output = generated.log.read_text()
@@ -241,12 +254,13 @@ def test_cruft_creates_checks_and_updates_a_service(tmp_path: Path) -> None:
     template = tmp_path / "template"
     git("clone", "--quiet", str(ROOT), str(template), cwd=tmp_path)
     (tmp_path / "out").mkdir()
-    # Seven questions: a name, then the defaults derived from it.
+    # Eight questions: a name, then the defaults derived from it (the example domain kept).
     create = documented("README.md", "cruft create")
-    created = shell(create, tmp_path / "out", "Ledger\n" + "\n" * 6, template)
+    created = shell(create, tmp_path / "out", "Ledger\n" + "\n" * 7, template)
     assert created.returncode == 0, created.stdout + created.stderr
     project = tmp_path / "out" / "ledger"
     assert (project / ".cruft.json").is_file()
+    assert (project / "app" / "items").is_dir()
     assert identity_left(project) == []
     git("init", "--quiet", cwd=project)
     git("add", "-A", cwd=project)
@@ -272,13 +286,30 @@ def test_cookiecutter_then_cruft_link(tmp_path: Path) -> None:
     """Plain cookiecutter as the README shows it, then adopting cruft with `cruft link`."""
     template = tmp_path / "template"
     git("clone", "--quiet", str(ROOT), str(template), cwd=tmp_path)
-    generated = shell(documented("README.md", "cookiecutter <template>"), tmp_path, "", template)
+    command = documented("README.md", 'cookiecutter <template> --no-input project_name="Billing')
+    generated = shell(command, tmp_path, "", template)
     assert generated.returncode == 0, generated.stderr
     project = tmp_path / "billing-api"
     assert "PORT=8080" in (project / ".env.example").read_text()
     # The questions again (same answers), then the template commit (the latest).
-    answers = "Billing API\n\n\n\n\n8080\n\n\n"
+    answers = "Billing API\n\n\n\n\n8080\n\n\n\n"
     linked = shell(documented("README.md", "cruft link"), project, answers, template)
     assert linked.returncode == 0, linked.stdout + linked.stderr
     assert (project / ".cruft.json").is_file()
     assert shell(documented("README.md", "cruft check"), project).returncode == 0
+
+
+def test_a_service_without_the_example_has_no_trace_of_it(tmp_path: Path) -> None:
+    """The README's command; the service's own `make test` runs in
+    test_a_generated_service_passes_its_own_tests_and_boots (also without the example)."""
+    template = tmp_path / "template"
+    git("clone", "--quiet", str(ROOT), str(template), cwd=tmp_path)
+    command = documented("README.md", 'cookiecutter <template> --no-input project_name="Payments"')
+    generated = shell(command, tmp_path, "", template)
+    assert generated.returncode == 0, generated.stderr
+    project = tmp_path / "payments"
+    assert not (project / "app" / "items").exists()
+    assert not (project / "tests" / "integration" / "test_items.py").exists()
+    assert list((project / "migrations" / "versions").glob("*.py")) == []
+    assert example_traces(project) == []
+    assert "ROUTERS: list[APIRouter] = []" in (project / "app" / "domains.py").read_text()
