@@ -59,6 +59,8 @@ def remove_example(project: Path) -> None:
     text = re.sub(r"\n(from app\.items import .*\n)+", "", registry.read_text())
     text = re.sub(r"\[\n\s+items_\w+(\.router)?,\n\]", "[]", text)
     registry.write_text(text)
+    readme = project / "README.md"
+    readme.write_text(EXAMPLE_ONLY.sub("", readme.read_text()))
 
 
 Rule = Callable[[str], str]
@@ -96,6 +98,7 @@ def replacements(
     ], [requires, slug]
 
 
+EXAMPLE_ONLY = re.compile(r"<!-- example-only[^>]*-->.*?<!-- /example-only -->\n*", re.DOTALL)
 TEMPLATE_ONLY = re.compile(r"<!-- template-only[^>]*-->.*?<!-- /template-only -->\n*", re.DOTALL)
 
 
