@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +43,15 @@ needs_example = pytest.mark.skipif(
     not HAS_EXAMPLE,
     reason="uses the example domain's API (app/items), which this service was generated without",
 )
+
+
+def missing_tables(cluster: PgCluster, database: str, tables: Iterable[str]) -> list[str]:
+    """Those of `tables` that `database` does not have."""
+    return [
+        table
+        for table in tables
+        if cluster.psql(f"SELECT to_regclass('{table}') IS NOT NULL", database).strip() != "t"
+    ]
 
 
 def db_env(cluster: PgCluster, database: str = "app") -> dict[str, str]:

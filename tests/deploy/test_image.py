@@ -22,7 +22,7 @@ from devtools.pgcluster import PgCluster, free_port
 from tests.containers import Docker
 from tests.deploy.test_kubernetes import MIGRATE_JOB, one, render
 from tests.docs import documented
-from tests.support import ROOT, SERVICE, needs_example, wait_for
+from tests.support import ROOT, SERVICE, missing_tables, needs_example, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 IMAGE = str(SERVICE["slug"])
@@ -77,9 +77,7 @@ def migrated_by_the_image(docker: Docker, image: str, pg: PgCluster) -> str:
     for command in (shlex.join(job["command"]), release):
         ran = docker.run(docker_run(pg, env, "--rm", image, "sh", "-c", command))
         assert ran.returncode == 0, ran.stdout + ran.stderr
-    for table in Base.metadata.tables:  # every domain's table exists now
-        found = pg.psql(f"SELECT to_regclass('{table}') IS NOT NULL", database=database)
-        assert found.strip() == "t", table
+    assert missing_tables(pg, database, Base.metadata.tables) == []  # every domain's table
     return database
 
 

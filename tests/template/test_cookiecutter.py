@@ -282,12 +282,20 @@ def test_cruft_creates_checks_and_updates_a_service(tmp_path: Path) -> None:
     assert "+Runbook for Ledger: TBD." in review.stdout
 
 
-def test_cookiecutter_then_cruft_link(tmp_path: Path) -> None:
-    """Plain cookiecutter as the README shows it, then adopting cruft with `cruft link`."""
+def cookiecutter_as_shown(
+    tmp_path: Path, project_name: str
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The README's plain cookiecutter command for `project_name`, run on a clone of this
+    repository; its result and the clone."""
     template = tmp_path / "template"
     git("clone", "--quiet", str(ROOT), str(template), cwd=tmp_path)
-    command = documented("README.md", 'cookiecutter <template> --no-input project_name="Billing')
-    generated = shell(command, tmp_path, "", template)
+    starts = f'cookiecutter <template> --no-input project_name="{project_name}"'
+    return shell(documented("README.md", starts), tmp_path, "", template), template
+
+
+def test_cookiecutter_then_cruft_link(tmp_path: Path) -> None:
+    """Plain cookiecutter as the README shows it, then adopting cruft with `cruft link`."""
+    generated, template = cookiecutter_as_shown(tmp_path, "Billing API")
     assert generated.returncode == 0, generated.stderr
     project = tmp_path / "billing-api"
     assert "PORT=8080" in (project / ".env.example").read_text()
@@ -302,10 +310,7 @@ def test_cookiecutter_then_cruft_link(tmp_path: Path) -> None:
 def test_a_service_without_the_example_has_no_trace_of_it(tmp_path: Path) -> None:
     """The README's command; the service's own `make test` runs in
     test_a_generated_service_passes_its_own_tests_and_boots (also without the example)."""
-    template = tmp_path / "template"
-    git("clone", "--quiet", str(ROOT), str(template), cwd=tmp_path)
-    command = documented("README.md", 'cookiecutter <template> --no-input project_name="Payments"')
-    generated = shell(command, tmp_path, "", template)
+    generated, _ = cookiecutter_as_shown(tmp_path, "Payments")
     assert generated.returncode == 0, generated.stderr
     project = tmp_path / "payments"
     assert not (project / "app" / "items").exists()
