@@ -87,6 +87,17 @@ def test_the_window_slides_so_old_failures_age_out() -> None:
     assert state_of(breaker) is State.CLOSED  # the window holds None, None, Infra, Infra: 50 %
 
 
+def test_the_window_slides_so_old_successes_do_not_dilute_new_failures() -> None:
+    """Over all 102 calls the rate is 2 %; over the last four, 50 %: only the window counts."""
+    breaker = make(Clock(), window_size=4, minimum_calls=4, failure_rate=0.5)
+    for _ in range(100):
+        call(breaker, None)
+    call(breaker, Infra())
+    assert state_of(breaker) is State.CLOSED
+    call(breaker, Infra())
+    assert state_of(breaker) is State.OPEN
+
+
 def test_open_rejects_without_calling_until_the_wait_is_over() -> None:
     clock = Clock()
     breaker = make(clock)
@@ -172,11 +183,14 @@ def test_slow_successful_calls_count_as_failures_when_configured() -> None:
 
 
 def test_recording_twice_counts_once() -> None:
-    breaker = make(Clock(), minimum_calls=1, failure_rate=1.0)
+    """Counted twice, one failure would reach the minimum of two calls at 100 % and open."""
+    breaker = make(Clock(), minimum_calls=2, failure_rate=1.0)
     permit: Permit = breaker.acquire()
-    breaker.record(permit)
+    breaker.record(permit, Infra())
     breaker.record(permit, Infra())
     assert state_of(breaker) is State.CLOSED
+    call(breaker, Infra())  # a second call of its own does count
+    assert state_of(breaker) is State.OPEN
 
 
 def test_a_trial_from_before_a_reopen_does_not_free_a_new_slot() -> None:
