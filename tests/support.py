@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -52,6 +53,16 @@ def missing_tables(cluster: PgCluster, database: str, tables: Iterable[str]) -> 
         for table in tables
         if cluster.psql(f"SELECT to_regclass('{table}') IS NOT NULL", database).strip() != "t"
     ]
+
+
+def requests_counted(metrics_text: str, route: str, status: int = 200) -> float:
+    """`http_requests_total` for GET `route` with `status` in a /metrics exposition."""
+    pattern = (
+        rf'^http_requests_total{{method="GET",route="{re.escape(route)}",status="{status}"}} '
+        r"([0-9.e+]+)$"
+    )
+    match = re.search(pattern, metrics_text, re.M)
+    return float(match.group(1)) if match else 0.0
 
 
 def db_env(cluster: PgCluster, database: str = "app") -> dict[str, str]:

@@ -13,21 +13,12 @@ import pytest
 from devtools.pgcluster import PgCluster
 from tests import notes
 from tests.server.test_gunicorn_signals import wait_workers
-from tests.support import db_env, gunicorn, wait_for
+from tests.support import db_env, gunicorn, requests_counted, wait_for
 
 # The service plus test-only routes: these tests must not depend on the example domain.
 FAULT_APP = "tests.server.fault_app:app"
 
 pytestmark = pytest.mark.slow
-
-
-def count(text: str, route: str, status: int = 200) -> float:
-    pattern = (
-        rf'^http_requests_total{{method="GET",route="{re.escape(route)}",status="{status}"}} '
-        r"([0-9.e+]+)$"
-    )
-    match = re.search(pattern, text, re.M)
-    return float(match.group(1)) if match else 0.0
 
 
 def test_counts_are_summed_across_workers_and_survive_a_reload(
@@ -42,7 +33,7 @@ def test_counts_are_summed_across_workers_and_survive_a_reload(
             assert response.status_code == 200
         time.sleep(1.5)  # each worker writes its counts to the shared files once a second
         text = httpx.get(f"{server.base_url}/metrics").text
-        assert count(text, notes.PREFIX) == n
+        assert requests_counted(text, notes.PREFIX) == n
         assert re.search(
             rf'^http_request_duration_seconds_count\{{method="GET",route="{notes.PREFIX}"\}} 60\.0',
             text,
@@ -58,7 +49,7 @@ def test_counts_are_summed_across_workers_and_survive_a_reload(
             time.sleep(0.1)
         wait_for(f"{server.base_url}/ready")
         text = httpx.get(f"{server.base_url}/metrics").text
-        assert count(text, notes.PREFIX) == n  # did not drop with the old workers
+        assert requests_counted(text, notes.PREFIX) == n  # did not drop with the old workers
         assert re.search(r"^gunicorn_worker_exits_total [2-9]", text, re.M)
 
 
