@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -63,6 +64,12 @@ def requests_counted(metrics_text: str, route: str, status: int = 200) -> float:
     )
     match = re.search(pattern, metrics_text, re.M)
     return float(match.group(1)) if match else 0.0
+
+
+def port_is_free(port: int) -> bool:
+    """Nothing listens on the loopback `port` (a stopped server left no process behind)."""
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 def db_env(cluster: PgCluster, database: str = "app") -> dict[str, str]:

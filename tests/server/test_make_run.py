@@ -13,8 +13,7 @@ import pytest
 
 from devtools.pgcluster import free_port
 from tests.docs import documented, documented_with_output, matches_shown, typed
-from tests.server.test_config_errors import port_is_free
-from tests.support import HAS_EXAMPLE, ROOT, clean_env, wait_for
+from tests.support import HAS_EXAMPLE, ROOT, clean_env, port_is_free, wait_for
 
 
 @pytest.mark.slow
