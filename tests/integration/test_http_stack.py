@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -180,8 +181,7 @@ async def test_unsafe_request_id_is_replaced(stack: Stack, bad: str) -> None:
     response = await client.get("/health", headers={"x-request-id": bad})
     replaced = response.headers["x-request-id"]
     assert replaced != bad
-    assert len(replaced) == 32
-    assert int(replaced, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{32}", replaced), replaced
 
 
 async def test_each_request_gets_its_own_id(stack: Stack) -> None:
@@ -281,7 +281,6 @@ async def test_security_headers_on_success_and_errors(stack: Stack) -> None:
         for name, value in SECURITY_HEADERS.items():
             assert response.headers[name] == value, (path, name)
         assert response.headers["strict-transport-security"] == "max-age=31536000"
-        assert "server" not in response.headers
 
 
 async def test_routing_errors_use_the_problem_format(stack: Stack) -> None:

@@ -53,8 +53,12 @@ def test_counts_are_summed_across_workers_and_survive_a_reload(
         assert re.search(r"^gunicorn_worker_exits_total [2-9]", text, re.M)
 
 
-def test_metrics_can_be_limited_to_a_network(migrated: PgCluster, tmp_path: Path) -> None:
-    env = db_env(migrated) | {"HTTP__METRICS_ALLOWED_NETWORKS": "10.0.0.0/8"}
+@pytest.mark.parametrize(("networks", "status"), [("10.0.0.0/8", 404), ("127.0.0.0/8", 200)])
+def test_metrics_can_be_limited_to_a_network(
+    migrated: PgCluster, tmp_path: Path, networks: str, status: int
+) -> None:
+    """Refused outside the networks (404: nothing to see), served inside them."""
+    env = db_env(migrated) | {"HTTP__METRICS_ALLOWED_NETWORKS": networks}
     with gunicorn(env, tmp_path / "gunicorn.log", workers=1, app=FAULT_APP) as server:
         wait_for(f"{server.base_url}/ready")
-        assert httpx.get(f"{server.base_url}/metrics").status_code == 404
+        assert httpx.get(f"{server.base_url}/metrics").status_code == status
