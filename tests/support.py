@@ -66,6 +66,15 @@ def requests_counted(metrics_text: str, route: str, status: int = 200) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def wait_metric(base_url: str, pattern: str, *, timeout: float = 5.0) -> str:
+    """/metrics once a line matches `pattern` (workers write their counts once a second)."""
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, text := httpx.get(f"{base_url}/metrics").text, re.M):
+        assert time.monotonic() < deadline, f"no /metrics line matches {pattern!r}"
+        time.sleep(0.1)
+    return text
+
+
 def port_is_free(port: int) -> bool:
     """Nothing listens on the loopback `port` (a stopped server left no process behind)."""
     with socket.socket() as sock:

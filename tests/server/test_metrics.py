@@ -13,7 +13,7 @@ import pytest
 from devtools.pgcluster import PgCluster
 from tests import notes
 from tests.server.test_gunicorn_signals import wait_workers
-from tests.support import db_env, gunicorn, requests_counted, wait_for
+from tests.support import db_env, gunicorn, requests_counted, wait_for, wait_metric
 
 # The service plus test-only routes: these tests must not depend on the example domain.
 FAULT_APP = "tests.server.fault_app:app"
@@ -31,8 +31,8 @@ def test_counts_are_summed_across_workers_and_survive_a_reload(
         for _ in range(n):  # a new connection each: the kernel spreads them over both workers
             response = httpx.get(f"{server.base_url}{notes.PREFIX}")
             assert response.status_code == 200
-        time.sleep(1.5)  # each worker writes its counts to the shared files once a second
-        text = httpx.get(f"{server.base_url}/metrics").text
+        counted = rf'^http_requests_total{{method="GET",route="{notes.PREFIX}",status="200"}} '
+        text = wait_metric(server.base_url, rf"{counted}{n}\.0$")
         assert requests_counted(text, notes.PREFIX) == n
         assert re.search(
             rf'^http_request_duration_seconds_count\{{method="GET",route="{notes.PREFIX}"\}} 60\.0',
