@@ -124,7 +124,12 @@ def test_each_worker_freezes_its_startup_heap_and_raises_the_gc_threshold(
 ) -> None:
     """Two workers, each logging what `tune_gc` did before it served (SERVER__GC_THRESHOLD
     defaults to 5000; the startup heap of FastAPI + SQLAlchemy is well over 50,000 objects)."""
-    tuned = [line for line in json_lines(server) if line.get("event") == "worker_gc"]
+    deadline = time.monotonic() + 20  # /ready answered from one worker; the other may be booting
+    while (
+        len(tuned := [line for line in json_lines(server) if line.get("event") == "worker_gc"]) < 2
+    ):
+        assert time.monotonic() < deadline, tuned
+        time.sleep(0.1)
     assert len(tuned) == 2, tuned
     assert len({line["pid"] for line in tuned}) == 2
     for line in tuned:
