@@ -46,6 +46,7 @@ class ReadinessCheck:
         self._last_at = 0.0
         self._inflight: asyncio.Future[Readiness] | None = None
         self._last_error: str | None = None
+        self._pings: set[asyncio.Future[None]] = set()
 
     async def check(self) -> Readiness:
         if self._breaker is not None and self._breaker.state is State.OPEN:
@@ -91,8 +92,7 @@ class ReadinessCheck:
             return Readiness(ready=False, reason=f"database circuit open ({exc.retry_after:.0f} s)")
         error: BaseException | None = None
         try:
-            async with asyncio.timeout(self._timeout), self._engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+            await self._bounded_ping(self._engine)
         except TimeoutError as exc:
             error = exc
             self._last_error = f"no answer within {self._timeout} s"
@@ -109,3 +109,23 @@ class ReadinessCheck:
             self._breaker.record(permit, error)
         self._last_error = None
         return Readiness(ready=True)
+
+    async def _bounded_ping(self, engine: AsyncEngine) -> None:
+        """`SELECT 1`, given up after the timeout. The ping runs as its own task because a
+        cancelled query's connection is then closed gracefully, and SQLAlchemy's asyncpg adapter
+        allows that close 2 s: on a dead network the probe would wait that long too."""
+        ping = asyncio.ensure_future(_select_one(engine))
+        self._pings.add(ping)  # the event loop keeps only a weak reference to a task
+        ping.add_done_callback(self._pings.discard)
+        try:
+            done, _ = await asyncio.wait({ping}, timeout=self._timeout)
+        finally:
+            ping.cancel()  # no-op once done; else its cleanup goes on in the background
+        if not done:
+            raise TimeoutError
+        ping.result()
+
+
+async def _select_one(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
