@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import signal
@@ -141,6 +143,14 @@ class Server:
 
     def output(self) -> str:
         return self.log_path.read_text()
+
+    def events(self) -> list[dict[str, Any]]:
+        """The JSON log lines so far (run it with LOG__FORMAT=json); other lines are skipped."""
+        events = []
+        for line in self.output().splitlines():
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(line))
+        return events
 
 
 def wait_for(

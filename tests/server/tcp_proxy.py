@@ -1,4 +1,6 @@
-"""An in-process TCP proxy that can hold bytes without closing anything, as a dead network does.
+"""An in-process TCP proxy that can hold bytes without closing anything, as a dead network does,
+or cut every connection and refuse new ones, as a database that went away does; it counts the
+connections it was asked for, so a test can tell whether the service tried the database at all.
 
 Toxiproxy is not in Debian's packages; this is the practical substitute (docs/facts.md), after
 asyncpg's own `_testbase/fuzzer.py`. Loopback only.
@@ -21,6 +23,10 @@ class TcpProxy:
         self.port = free_port()
         self._loop = asyncio.new_event_loop()
         self._flowing = asyncio.Event()
+        self._refusing = False
+        self._open: set[asyncio.StreamWriter] = set()
+        self.connections = 0  # connection attempts by the service, refused ones included
+        self.stalled = 0  # connections now waiting on a hold: a new one, or one with bytes to send
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -28,8 +34,21 @@ class TcpProxy:
         """From now on no byte passes in either direction and no connection is made upstream."""
         self._loop.call_soon_threadsafe(self._flowing.clear)
 
+    def cut(self) -> None:
+        """Close every open connection and, from now on, each new one at once."""
+        self._loop.call_soon_threadsafe(self._cut)
+
+    def _cut(self) -> None:
+        self._refusing = True
+        for writer in self._open:
+            writer.close()
+
     def heal(self) -> None:
-        self._loop.call_soon_threadsafe(self._flowing.set)
+        self._loop.call_soon_threadsafe(self._heal)
+
+    def _heal(self) -> None:
+        self._refusing = False
+        self._flowing.set()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -49,26 +68,43 @@ class TcpProxy:
             self._loop.close()
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        await self._flowing.wait()
+        self.connections += 1
+        await self._pass()
+        if self._refusing:
+            client_w.close()
+            return
         try:
             upstream_r, upstream_w = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
             client_w.close()
             return
-        await asyncio.gather(
-            self._pipe(client_r, upstream_w),
-            self._pipe(upstream_r, client_w),
-            return_exceptions=True,
-        )
+        self._open |= {client_w, upstream_w}
+        try:
+            await asyncio.gather(
+                self._pipe(client_r, upstream_w),
+                self._pipe(upstream_r, client_w),
+                return_exceptions=True,
+            )
+        finally:
+            self._open -= {client_w, upstream_w}
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
-                await self._flowing.wait()  # held here while partitioned
+                await self._pass()  # held here while partitioned
                 writer.write(data)
                 await writer.drain()
         finally:
             writer.close()
+
+    async def _pass(self) -> None:
+        if self._flowing.is_set():
+            return
+        self.stalled += 1
+        try:
+            await self._flowing.wait()
+        finally:
+            self.stalled -= 1
 
     @contextmanager
     def running(self) -> Iterator[TcpProxy]:

@@ -7,8 +7,10 @@ response it got.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -19,7 +21,15 @@ from tests import notes
 from tests.conftest import new_cluster
 from tests.server.load import p99, steady_load
 from tests.server.tcp_proxy import TcpProxy
-from tests.support import Server, db_env, gunicorn, make_settings, migrate, wait_for
+from tests.support import (
+    Server,
+    db_env,
+    gunicorn,
+    make_settings,
+    migrate,
+    wait_for,
+    wait_metric,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -241,12 +251,18 @@ def test_pool_exhaustion_answers_the_excess_503_within_the_pool_timeout(
     )
 
 
+def through(proxy: TcpProxy, pg: PgCluster) -> dict[str, str]:
+    """The service's database settings, pointed at the proxy in front of `pg`."""
+    env = db_env(pg)
+    env["DATABASE_URL"] = env["DATABASE_URL"].replace(f":{pg.port}/", f":{proxy.port}/")
+    return env
+
+
 def test_network_partition_ends_every_request_in_time_and_heals(
     pg: PgCluster, tmp_path: Path
 ) -> None:
     proxy = TcpProxy(pg.port)
-    env = db_env(pg) | FAULT_ENV
-    env["DATABASE_URL"] = env["DATABASE_URL"].replace(f":{pg.port}/", f":{proxy.port}/")
+    env = through(proxy, pg) | FAULT_ENV
     with (
         proxy.running(),
         gunicorn(env, tmp_path / "gunicorn.log", workers=1, app=FAULT_APP) as server,
@@ -284,3 +300,105 @@ def test_network_partition_ends_every_request_in_time_and_heals(
         f"\npartition: {len(during)} requests during, slowest {max(h.elapsed for h in items):.2f}"
         f" s; recovered {time_to_recover:.2f} s after healing; pool checked out {pool}"
     )
+
+
+def circuit_changes(server: Server) -> list[tuple[str, str]]:
+    """(previous, new) state of each `circuit_state_changed` event the service logged so far."""
+    return [
+        (event["previous"], event["state"])
+        for event in server.events()
+        if event.get("event") == "circuit_state_changed"
+    ]
+
+
+def request_until(
+    client: httpx.Client, condition: Callable[[httpx.Response], bool], *, timeout: float
+) -> None:
+    """GET the item until `condition` holds for the service (given the last answer)."""
+    deadline = time.monotonic() + timeout
+    while not condition(client.get(ITEM)):
+        assert time.monotonic() < deadline, f"not within {timeout} s"
+        time.sleep(0.05)
+
+
+def test_an_open_circuit_answers_at_once_without_touching_the_database(
+    pg: PgCluster, tmp_path: Path
+) -> None:
+    """Once the circuit is open, requests and probes get 503 with Retry-After and not one
+    connection attempt reaches the database; the metric and the log say so; it closes again."""
+    open_wait = 4.0  # long enough to make the requests below while it is open
+    proxy = TcpProxy(pg.port)
+    env = through(proxy, pg) | FAULT_ENV | {"BREAKER__OPEN_WAIT": str(open_wait)}
+    with (
+        proxy.running(),
+        gunicorn(env | {"LOG__FORMAT": "json"}, tmp_path / "g.log", app=FAULT_APP) as server,
+        httpx.Client(base_url=server.base_url, timeout=REQUEST_LIMIT + 2) as client,
+    ):
+        wait_for(f"{server.base_url}/ready")
+        assert client.get(ITEM).status_code == 200
+        proxy.cut()
+        # Failures (refused connections, 503 too) until the breaker has seen enough of them.
+        request_until(client, lambda _: ("closed", "open") in circuit_changes(server), timeout=10)
+        attempts = proxy.connections
+        answers = [client.get(path) for path in [ITEM] * 20 + ["/ready"] * 3]
+        assert proxy.connections == attempts, "an open circuit tried the database"
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            assert 1 <= int(answer.headers["retry-after"]) <= open_wait
+        assert {a.json()["type"] for a in answers[:20]} == {"urn:problem:database-unavailable"}
+        assert {a.json()["detail"] for a in answers[:20]} == {
+            "The database is failing; not trying it for now."
+        }
+        wait_metric(server.base_url, r"^db_circuit_breaker_state 2\.0$")
+
+        proxy.heal()
+        # The first call after the open wait is a trial; enough good ones close the circuit.
+        request_until(client, lambda answer: answer.status_code == 200, timeout=open_wait + 5)
+        request_until(
+            client, lambda _: ("half_open", "closed") in circuit_changes(server), timeout=5
+        )
+        assert circuit_changes(server) == [
+            ("closed", "open"),
+            ("open", "half_open"),
+            ("half_open", "closed"),
+        ]
+        wait_metric(server.base_url, r"^db_circuit_breaker_state 0\.0$")
+
+
+def test_ready_pings_once_for_all_concurrent_probes_and_within_its_bound(
+    pg: PgCluster, tmp_path: Path
+) -> None:
+    """Eight probes at once while the network holds every byte: one ping (single flight), and
+    every probe answers 503 within the ping bound, not after the driver's command timeout."""
+    ping_bound = 0.3
+    margin = 1.0  # scheduling on a loaded 2-core machine; the command timeout is 5 s away
+    proxy = TcpProxy(pg.port)
+    env = through(proxy, pg) | {
+        "PROBES__READY_TIMEOUT": str(ping_bound),
+        "PROBES__READY_CACHE_TTL": "0.5",
+        "DB__COMMAND_TIMEOUT": "5",
+        "DB__POOL_SIZE": "8",
+    }
+    with (
+        proxy.running(),
+        gunicorn(env, tmp_path / "gunicorn.log", app=FAULT_APP) as server,
+        ThreadPoolExecutor(8) as pool,
+    ):
+        wait_for(f"{server.base_url}/ready")
+        proxy.hold()
+        time.sleep(0.5 + 0.1)  # the cached "ready" expires (PROBES__READY_CACHE_TTL)
+        start = threading.Barrier(8)
+
+        def probe() -> tuple[int, float, str]:
+            start.wait()
+            began = time.monotonic()
+            answer = httpx.get(f"{server.base_url}/ready", timeout=10)
+            return answer.status_code, time.monotonic() - began, answer.json()["detail"]
+
+        probes = list(pool.map(lambda _: probe(), range(8)))
+        stalled = proxy.stalled
+        proxy.heal()
+    assert [status for status, _, _ in probes] == [503] * 8
+    assert {detail for _, _, detail in probes} == {"database check timed out"}
+    assert max(took for _, took, _ in probes) < ping_bound + margin
+    assert stalled == 1, f"{stalled} pings reached the database for 8 concurrent probes"
