@@ -26,7 +26,8 @@ class TcpProxy:
         self._refusing = False
         self._open: set[asyncio.StreamWriter] = set()
         self.connections = 0  # connection attempts by the service, refused ones included
-        self.stalled = 0  # connections now waiting on a hold: a new one, or one with bytes to send
+        # Waiting on a hold: connections not yet made upstream, and ones with bytes to pass on.
+        self.stalled = {"connect": 0, "send": 0}
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -69,7 +70,7 @@ class TcpProxy:
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         self.connections += 1
-        await self._pass()
+        await self._pass("connect")
         if self._refusing:
             client_w.close()
             return
@@ -91,20 +92,20 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
-                await self._pass()  # held here while partitioned
+                await self._pass("send")  # held here while partitioned
                 writer.write(data)
                 await writer.drain()
         finally:
             writer.close()
 
-    async def _pass(self) -> None:
+    async def _pass(self, what: str) -> None:
         if self._flowing.is_set():
             return
-        self.stalled += 1
+        self.stalled[what] += 1
         try:
             await self._flowing.wait()
         finally:
-            self.stalled -= 1
+            self.stalled[what] -= 1
 
     @contextmanager
     def running(self) -> Iterator[TcpProxy]:
