@@ -129,6 +129,7 @@ def make_lifespan(
             cache_ttl=settings.probes.ready_cache_ttl,
         )
         sampler = asyncio.create_task(_sample_metrics(metrics, database))
+        log.info("app_started", database=database is not None)
         try:
             yield lifespan_state(Resources(settings, database, readiness)) | {
                 # The routes are final now: every route's template, prefixes included.

@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 
+import structlog
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
 
@@ -33,6 +34,7 @@ async def sleep(seconds: float) -> dict[str, int]:
 
 @faults.get("/block")
 async def block(seconds: float) -> None:
+    structlog.get_logger("tests.routes").info("event_loop_blocked", seconds=seconds)
     time.sleep(seconds)  # noqa: ASYNC251 - blocks the event loop on purpose (heartbeat test)
 
 

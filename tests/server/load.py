@@ -31,6 +31,14 @@ class Load:
         with self.lock:
             return [h for h in self.hits if h.path == path and since <= h.started < until]
 
+    def wait_for_more(self, count: int, *, timeout: float = 15) -> None:
+        """Return once `count` more requests than now have been answered (or have failed)."""
+        target = len(self.hits) + count
+        deadline = time.monotonic() + timeout
+        while len(self.hits) < target:
+            assert time.monotonic() < deadline, f"{target - len(self.hits)} answers missing"
+            time.sleep(0.02)
+
 
 def _worker(
     base_url: str, path: str, pause: float, load: Load, stop: threading.Event, *, fresh: bool

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.settings import ProbeSettings
 from devtools.pgcluster import PgCluster
 from tests import notes
 from tests.conftest import new_cluster
@@ -34,6 +35,7 @@ from tests.support import (
 pytestmark = pytest.mark.slow
 
 ITEM = f"{notes.PREFIX}/1"
+PROBES = ProbeSettings()  # the defaults, which these servers run with
 OPEN_WAIT = 2.0
 REQUEST_LIMIT = 3.0
 FAULT_ENV = {
@@ -82,12 +84,14 @@ def server(pg: PgCluster, tmp_path: Path) -> Iterator[Server]:
         yield running
 
 
-def booted_workers(server: Server) -> int:
-    return server.output().count("Booting worker")
+def worker_pid(server: Server) -> int:
+    pid: int = httpx.get(f"{server.base_url}/_test/pid").json()["pid"]
+    return pid
 
 
 def test_database_stop_and_start_under_load(pg: PgCluster, server: Server) -> None:
     streams = {ITEM: (6, 0.0), "/health": (1, 0.05), "/ready": (1, 0.05)}
+    worker_before = worker_pid(server)
     with steady_load(server.base_url, streams) as load:
         time.sleep(1.0)
         stopped_at = time.monotonic()
@@ -104,7 +108,8 @@ def test_database_stop_and_start_under_load(pg: PgCluster, server: Server) -> No
     ready_503 = [h for h in load.of("/ready", since=stopped_at) if h.status == 503]
     assert ready_503, "readiness never reported the outage"
     time_to_not_ready = ready_503[0].started + ready_503[0].elapsed - stopped_at
-    assert time_to_not_ready < 1.0
+    # At worst a cached "ready" expires, then a ping fails or times out; margin for a loaded CI.
+    assert time_to_not_ready < PROBES.ready_cache_ttl + PROBES.ready_timeout + 1.0
 
     items = load.of(ITEM)
     assert all(hit.status in (200, 503, 504) for hit in items), {h.status for h in items}
@@ -117,15 +122,15 @@ def test_database_stop_and_start_under_load(pg: PgCluster, server: Server) -> No
     while_open = load.of(ITEM, since=first_open + 0.1, until=started_at)
     assert while_open
     assert all(hit.status == 503 for hit in while_open)
-    # Answered without waiting on the pool or a timeout (connect timeout: 1 s); a loose bound
-    # because a loaded CI machine adds its own scheduling delay.
-    assert p99([hit.elapsed for hit in while_open]) < 0.25
+    # Answered without waiting: a request that queued for the pool or tried to connect would
+    # take its timeout (1 s each); that no connection is tried is proven with a proxy below.
+    assert p99([hit.elapsed for hit in while_open]) < float(FAULT_ENV["DB__POOL_TIMEOUT"])
 
     recovered = [h for h in load.of(ITEM, since=started_at) if h.status == 200]
     assert recovered, "never recovered"
     time_to_recover = recovered[0].started + recovered[0].elapsed - started_at
     assert time_to_recover < OPEN_WAIT + 2
-    assert booted_workers(server) == 1  # no worker was restarted
+    assert worker_pid(server) == worker_before  # no worker was restarted
     assert server.process.poll() is None
 
     print(

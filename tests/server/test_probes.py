@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.settings import ProbeSettings
+from app.settings import DatabaseSettings, ProbeSettings
 from devtools.pgcluster import PgCluster
 from tests import notes
 from tests.conftest import new_cluster
@@ -47,7 +47,6 @@ def test_health_stays_up_and_ready_follows_the_database(own_pg: PgCluster, tmp_p
         wait_for(f"{server.base_url}/ready", status=200)
 
         own_pg.stop()
-        stopped_at = time.monotonic()
         # Each worker caches its own answer for PROBES__READY_CACHE_TTL; once that has passed,
         # every worker's next check sees the stopped database. (Asking until a few answers agree
         # is not enough: seen, six 503s in a row from one worker, then the other's cached 200.)
@@ -62,9 +61,9 @@ def test_health_stays_up_and_ready_follows_the_database(own_pg: PgCluster, tmp_p
             assert health.status_code == 200
         item = httpx.get(f"{server.base_url}{notes.PREFIX}/1", timeout=10.0)
         assert item.status_code >= 500
-        assert item.elapsed.total_seconds() < 2
+        # A refused connection is answered at once, not after the connect timeout.
+        assert item.elapsed.total_seconds() < DatabaseSettings().connect_timeout
         assert "Traceback" not in item.text
-        assert time.monotonic() - stopped_at < 15
 
         own_pg.start()
         wait_for(f"{server.base_url}/ready", status=200, timeout=10)
