@@ -376,14 +376,11 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
 
 
 def _describe(error: Mapping[str, Any]) -> str:
-    ctx = error.get("ctx") or {}
     if error["type"] in ("setting", "settings"):
         return str(error["msg"])  # each line already starts with its variable's name
     name = _env_name(tuple(error["loc"]))
     if error["type"] == "extra_forbidden":
         return f"{name}: is not a known setting"
-    if "var" in ctx:
-        name = str(ctx["var"])
     return f"{name}: {error['msg']}"
 
 

@@ -199,23 +199,20 @@ class HttpMiddleware:
         assert task is not None  # noqa: S101 - ASGI servers run each request in a task
         deadlines = self.deadlines
         deadlines.start(task, perf_counter())
-        timed_out = False
         try:
             await self.app(scope, receive, response.send)
         except asyncio.CancelledError:
             if not deadlines.expired(task):
                 raise  # the client went away or the server is stopping: not ours to answer
-            timed_out = True
         except BodyTooLarge as exc:
             if not response.started:
                 await problem(413, str(exc.detail), scope=scope)(scope, receive, response.send)
         except Exception:
-            if deadlines.expired(task):
-                timed_out = True  # the cancel surfaced as another exception (a driver's)
-            else:
+            # Past the limit, the cancel may surface as another exception (a driver's).
+            if not deadlines.expired(task):
                 await self._unexpected(scope, receive, response)
         finally:
-            timed_out = deadlines.finish(task) or timed_out
+            timed_out = deadlines.finish(task)
         if timed_out:
             await self._timed_out(scope, receive, response)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
+from app.resilience import circuit_breaker
 from app.resilience.circuit_breaker import (
     BreakerConfig,
     CircuitBreaker,
@@ -54,6 +56,15 @@ def state_of(breaker: CircuitBreaker) -> State:
 
 def call(breaker: CircuitBreaker, error: BaseException | None = None) -> None:
     breaker.record(breaker.acquire(), error)
+
+
+def half_open(**config: float | int | None) -> tuple[Clock, CircuitBreaker]:
+    """A breaker that tripped and whose open wait (5 s) is over: the next call is a trial."""
+    clock = Clock()
+    breaker = make(clock, **config)
+    trip(breaker)
+    clock.now += 5.0
+    return clock, breaker
 
 
 def trip(breaker: CircuitBreaker) -> None:
@@ -113,10 +124,7 @@ def test_open_rejects_without_calling_until_the_wait_is_over() -> None:
 
 
 def test_half_open_admits_exactly_n_concurrent_trials_then_closes_when_all_pass() -> None:
-    clock = Clock()
-    breaker = make(clock, half_open_calls=2)
-    trip(breaker)
-    clock.now += 5.0
+    _clock, breaker = half_open(half_open_calls=2)
     first, second = breaker.acquire(), breaker.acquire()
     for _ in range(5):  # everyone else is rejected while the trials run
         with pytest.raises(CircuitOpen):
@@ -148,10 +156,7 @@ def test_caller_errors_never_count() -> None:
 
 
 def test_a_caller_error_in_a_trial_frees_the_slot_without_closing() -> None:
-    clock = Clock()
-    breaker = make(clock, half_open_calls=1)
-    trip(breaker)
-    clock.now += 5.0
+    _clock, breaker = half_open(half_open_calls=1)
     breaker.record(breaker.acquire(), CallerError())
     assert state_of(breaker) is State.HALF_OPEN
     breaker.record(breaker.acquire())  # the slot was given back
@@ -194,10 +199,7 @@ def test_recording_twice_counts_once() -> None:
 
 
 def test_a_trial_from_before_a_reopen_does_not_free_a_new_slot() -> None:
-    clock = Clock()
-    breaker = make(clock, half_open_calls=1)
-    trip(breaker)
-    clock.now += 5.0
+    clock, breaker = half_open(half_open_calls=1)
     stale = breaker.acquire()
     breaker.record(stale, Infra())  # reopens
     clock.now += 5.0
@@ -206,3 +208,118 @@ def test_a_trial_from_before_a_reopen_does_not_free_a_new_slot() -> None:
         breaker.acquire()
     breaker.record(fresh)
     assert state_of(breaker) is State.CLOSED
+
+
+def test_a_trial_admitted_before_a_reopen_neither_frees_a_slot_nor_closes() -> None:
+    clock, breaker = half_open(half_open_calls=2)
+    stale, failing = breaker.acquire(), breaker.acquire()
+    breaker.record(failing, Infra())  # reopens while `stale` is still running
+    clock.now += 5.0
+    first = breaker.acquire()
+    second = breaker.acquire()
+    breaker.record(stale)  # finishes late: neither a slot nor a vote in this half-open round
+    with pytest.raises(CircuitOpen):
+        breaker.acquire()
+    breaker.record(first)
+    assert state_of(breaker) is State.HALF_OPEN
+    breaker.record(second)
+    assert state_of(breaker) is State.CLOSED
+
+
+def test_a_finished_trial_frees_exactly_one_slot() -> None:
+    _clock, breaker = half_open(half_open_calls=2, minimum_calls=4)
+    first, _running = breaker.acquire(), breaker.acquire()
+    breaker.record(first, CallerError())  # neither passes nor fails: only the slot comes back
+    breaker.acquire()
+    with pytest.raises(CircuitOpen):
+        breaker.acquire()
+
+
+def test_retry_after_counts_down_the_open_wait_and_is_zero_otherwise() -> None:
+    clock = Clock()
+    breaker = make(clock, open_wait=5.0)
+    assert breaker.retry_after() == 0.0
+    trip(breaker)
+    assert breaker.retry_after() == 5.0
+    clock.now += 2.0
+    assert breaker.retry_after() == 3.0
+    with pytest.raises(CircuitOpen) as rejected:
+        breaker.acquire()
+    assert rejected.value.retry_after == 3.0
+    assert str(rejected.value) == "circuit 'db' is open; retry in 3.0 s"
+    clock.now += 4.0
+    assert breaker.retry_after() == 0.0  # over, though no call has moved it to half-open yet
+    breaker.acquire()
+    assert breaker.retry_after() == 0.0
+
+
+def test_a_call_exactly_as_long_as_the_slow_call_limit_is_not_slow() -> None:
+    clock = Clock()
+    breaker = make(clock, slow_call_s=1.0, minimum_calls=2, failure_rate=0.5)
+    for _ in range(4):
+        permit = breaker.acquire()
+        clock.now += 1.0
+        breaker.record(permit)
+    assert state_of(breaker) is State.CLOSED
+
+
+class Recorder:
+    """Stands in for the module's logger: what the breaker logs, as (level, event, fields)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[int, str, dict[str, object]]] = []
+
+    def log(self, level: int, event: str, **fields: object) -> None:
+        self.lines.append((level, event, fields))
+
+
+def test_every_state_change_is_logged_once_with_its_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorder = Recorder()
+    monkeypatch.setattr(circuit_breaker, "log", recorder)
+    clock = Clock()
+    breaker = make(clock, half_open_calls=1, minimum_calls=2)
+    call(breaker, Infra())
+    call(breaker, Infra())
+    clock.now += 5.0
+    call(breaker, Infra())  # the trial fails
+    clock.now += 5.0
+    call(breaker)
+    changes = [
+        ("closed", "open", "2 of the last 2 calls failed (last: Infra)"),
+        ("open", "half_open", "open wait elapsed; trying again"),
+        ("half_open", "open", "trial call failed (Infra)"),
+        ("open", "half_open", "open wait elapsed; trying again"),
+        ("half_open", "closed", "1 trial calls succeeded"),
+    ]
+    assert recorder.lines == [
+        (
+            logging.WARNING if state == "open" else logging.INFO,
+            "circuit_state_changed",
+            {"circuit": "db", "previous": previous, "state": state, "reason": reason},
+        )
+        for previous, state, reason in changes
+    ]
+
+
+def test_a_slow_call_that_trips_the_circuit_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = Recorder()
+    monkeypatch.setattr(circuit_breaker, "log", recorder)
+    clock = Clock()
+    breaker = make(clock, slow_call_s=1.0, minimum_calls=1, failure_rate=1.0)
+    permit = breaker.acquire()
+    clock.now += 2.0
+    breaker.record(permit)
+    assert recorder.lines[-1][2]["reason"] == "1 of the last 1 calls failed (last: slow call)"
+
+
+def test_a_slow_trial_reopens_and_extra_callers_wait_a_full_open_wait() -> None:
+    clock, breaker = half_open(half_open_calls=1, slow_call_s=1.0)
+    trial = breaker.acquire()
+    with pytest.raises(CircuitOpen) as rejected:  # the one trial slot is taken
+        breaker.acquire()
+    assert str(rejected.value) == "circuit 'db' is open; retry in 5.0 s"
+    clock.now += 1.5
+    breaker.record(trial)  # succeeded, but too slowly
+    assert state_of(breaker) is State.OPEN

@@ -123,3 +123,44 @@ def test_every_setting_is_documented_in_env_example() -> None:
             names.append(field.upper())
     missing = [name for name in names if f"{name}=" not in documented]
     assert missing == []
+
+
+# The whole message a misconfigured start prints: what the operator reads to fix it.
+MESSAGES = [
+    ({"database_url": "not a url"}, ["DATABASE_URL: is not a database URL"]),
+    (
+        {"database_url": "mysql://u:p@h/db"},
+        [
+            "DATABASE_URL: uses driver 'mysql'; this service speaks PostgreSQL through asyncpg "
+            "(postgresql:// or postgresql+asyncpg://)"
+        ],
+    ),
+    (
+        {"database_url": "postgresql://u:p@h/db?sslmode=require&foo=1"},
+        [
+            "DATABASE_URL: has query parameters asyncpg would not understand "
+            "('foo': not supported here; 'sslmode': set DB__SSLMODE instead)"
+        ],
+    ),
+    ({"database_url": "postgresql://u:p@h"}, ["DATABASE_URL: names no database"]),
+    ({"db": {"bogus": 1}}, ["DB__BOGUS: is not a known setting"]),
+    (
+        {"db": {"pool_size": 0}, "http": {"request_timeout": -1}},
+        [
+            "DB__POOL_SIZE: Input should be greater than or equal to 1",
+            "HTTP__REQUEST_TIMEOUT: Input should be greater than 0",
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "lines"), MESSAGES)
+def test_the_message_names_each_variable_and_what_is_wrong(
+    env: dict[str, object], lines: list[str]
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None, **env)
+    count = f"{len(lines)} problem{'s' if len(lines) > 1 else ''}"
+    expected = f"Invalid configuration ({count}):\n" + "\n".join(f"  - {line}" for line in lines)
+    assert str(caught.value) == expected
+    assert caught.value.problems == lines
