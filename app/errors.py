@@ -136,11 +136,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 def _field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     # Field path and reason only: never the rejected input, which may be a password or token.
     return [
-        {
-            "loc": [str(part) for part in error.get("loc", ())],
-            "msg": error.get("msg", ""),
-            "type": error.get("type", ""),
-        }
+        {"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "type": error["type"]}
         for error in errors
     ]
 

@@ -194,7 +194,8 @@ class HttpMiddleware:
         return receive
 
     async def _call_app(self, scope: Scope, receive: Receive, response: _Response) -> None:
-        """The app under the request time limit; a 413, 500 or 504 for what it raises."""
+        """The app under the request time limit; a 500 or 504 for what it raises. (A 413 from
+        `receive()` is an HTTPException: FastAPI answers it inside the app.)"""
         task = current_task()
         assert task is not None  # noqa: S101 - ASGI servers run each request in a task
         deadlines = self.deadlines
@@ -204,9 +205,6 @@ class HttpMiddleware:
         except asyncio.CancelledError:
             if not deadlines.expired(task):
                 raise  # the client went away or the server is stopping: not ours to answer
-        except BodyTooLarge as exc:
-            if not response.started:
-                await problem(413, str(exc.detail), scope=scope)(scope, receive, response.send)
         except Exception:
             # Past the limit, the cancel may surface as another exception (a driver's).
             if not deadlines.expired(task):

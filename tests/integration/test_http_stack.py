@@ -88,6 +88,14 @@ async def write_then_hang(session: DbSession) -> dict[str, bool]:
     return {"finished": True}
 
 
+@faults.get("/cancel-surfaces-as-error")
+async def cancel_surfaces_as_error() -> None:
+    try:
+        await asyncio.sleep(LIMIT_S * 3)
+    except asyncio.CancelledError:
+        raise RuntimeError("the driver noticed the cancel") from None  # as asyncpg may
+
+
 @faults.get("/busy")
 async def busy() -> None:
     raise ServiceUnavailable("Try again shortly.", retry_after=7)
@@ -595,3 +603,23 @@ async def test_a_request_within_its_limits_logs_no_warning(stack: Stack) -> None
     assert (await client.post("/_test/echo", json={"a": 1})).status_code == 200
     assert (await client.get("/_test/sleep", params={"ms": 1})).status_code == 200
     assert [line for line in logs() if line["level"] != "info"] == []
+
+
+async def test_a_time_limit_cancel_that_surfaces_as_another_error_is_still_a_504(
+    stack: Stack,
+) -> None:
+    client, logs = stack
+    response = await client.get("/_test/cancel-surfaces-as-error")
+    assert response.status_code == 504
+    events = [line["event"] for line in logs() if line["level"] != "info"]
+    assert events == ["request_timeout", "slow_request"]  # not an unhandled_exception
+
+
+async def test_without_a_database_the_data_routes_answer_503_and_say_why() -> None:
+    app = create_app(make_settings(None))
+    add_routes(app, notes.router)
+    async with asgi_client(app) as client:
+        response = await client.get(notes.PREFIX)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json()["detail"] == "The database is not configured (DATABASE_URL is unset)."
