@@ -25,7 +25,7 @@ from app.factory import add_routes, create_app
 from app.settings import Settings
 from devtools.pgcluster import PgCluster
 from tests import notes
-from tests.support import asgi_client, make_settings
+from tests.support import asgi_client, make_settings, requests_counted
 
 INTERNAL_DETAIL = "boom: SELECT password FROM users WHERE token='tok-123'"
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "request_id"}
@@ -94,6 +94,29 @@ async def cancel_surfaces_as_error() -> None:
         await asyncio.sleep(LIMIT_S * 3)
     except asyncio.CancelledError:
         raise RuntimeError("the driver noticed the cancel") from None  # as asyncpg may
+
+
+@faults.post("/ignores-its-body")
+async def ignores_its_body() -> dict[str, bool]:
+    return {"read": False}
+
+
+@faults.get("/stream-then-fail")
+async def stream_then_fail() -> StreamingResponse:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"first chunk\n"
+        raise RuntimeError("failed mid-stream")
+
+    return StreamingResponse(chunks(), media_type="text/plain")
+
+
+@faults.get("/slow-to-cancel")
+async def slow_to_cancel() -> None:
+    try:
+        await asyncio.sleep(LIMIT_S * 3)
+    except asyncio.CancelledError:
+        await asyncio.sleep(0.3)  # cleaning up after the cancel takes a while
+        raise
 
 
 @faults.get("/busy")
@@ -475,6 +498,12 @@ REFUSALS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
     ),
     (
         "POST",
+        "/_test/ignores-its-body",
+        {"content": b"x" * (MAX_BODY + 1)},
+        blank(413, "Request Entity Too Large", f"The request body exceeds {MAX_BODY} bytes."),
+    ),
+    (
+        "POST",
         "/_test/echo",
         {"content": chunks_over_the_limit},
         blank(413, "Request Entity Too Large", f"The request body exceeds {MAX_BODY} bytes."),
@@ -549,23 +578,26 @@ async def test_requests_in_flight_count_up_and_back_down(stack: Stack) -> None:
     and is back to nothing once they have all finished, refused and failed ones included."""
     client, _ = stack
     assert in_flight((await client.get("/metrics")).text) == 1
-    slow = asyncio.create_task(client.get("/_test/sleep", params={"ms": 2000}))
+    slow = asyncio.create_task(client.get("/_test/sleep", params={"ms": 2000}))  # ends as a 504
     async with asyncio.timeout(1.5):  # while the slow one runs, it and this one are counted
         while in_flight((await client.get("/metrics")).text) != 2:  # noqa: ASYNC110 - polls the service
             await asyncio.sleep(0.01)
     await slow
+    # Counted by method, route and status once its last chunk is out (the client may see the
+    # response a moment before the middleware records it).
+    async with asyncio.timeout(1):
+        while requests_counted((await client.get("/metrics")).text, "/_test/sleep", 504) != 1:  # noqa: ASYNC110 - polls the service
+            await asyncio.sleep(0.01)
     await client.get("/_test/boom")
     await client.get("/nowhere", headers={"host": "evil.example"})
     assert in_flight((await client.get("/metrics")).text) == 1
 
 
-async def test_bytes_beyond_the_announced_length_are_counted_too(migrated: PgCluster) -> None:
-    """Content-Length is not trusted alone: were a server to deliver more than a request
-    announced, the bytes `receive()` really delivers still meet the limit (a raw ASGI call, as
-    no compliant client sends such a request)."""
-    app = create_app(production_settings(migrated))
-    app.include_router(faults)
-    body = [b'{"a": "', b"x" * MAX_BODY, b'"}']
+async def raw_call(
+    app: FastAPI, method: str, path: str, headers: dict[str, str], body: list[bytes]
+) -> list[dict[str, Any]]:
+    """One request as a raw ASGI call (for what no compliant HTTP client sends); the messages
+    the app sent back."""
     messages = [
         {"type": "http.request", "body": chunk, "more_body": number < len(body) - 1}
         for number, chunk in enumerate(body)
@@ -578,15 +610,14 @@ async def test_bytes_beyond_the_announced_length_are_counted_too(migrated: PgClu
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    headers = {"host": "testserver", "content-type": "application/json", "content-length": "10"}
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "POST",
+        "method": method,
         "scheme": "http",
-        "path": "/_test/echo",
-        "raw_path": b"/_test/echo",
+        "path": path,
+        "raw_path": path.encode(),
         "root_path": "",
         "query_string": b"",
         "headers": [(name.encode(), value.encode()) for name, value in headers.items()],
@@ -595,7 +626,67 @@ async def test_bytes_beyond_the_announced_length_are_counted_too(migrated: PgClu
     }
     async with LifespanManager(app) as manager:
         await manager.app(scope, receive, send)  # type: ignore[arg-type]
+    return sent
+
+
+def app_with_faults(cluster: PgCluster) -> FastAPI:
+    app = create_app(production_settings(cluster))
+    app.include_router(faults)
+    return app
+
+
+async def test_bytes_beyond_the_announced_length_are_counted_too(migrated: PgCluster) -> None:
+    """Content-Length is not trusted alone: were a server to deliver more than a request
+    announced, the bytes `receive()` really delivers still meet the limit."""
+    headers = {"host": "testserver", "content-type": "application/json", "content-length": "10"}
+    body = [b'{"a": "', b"x" * MAX_BODY, b'"}']
+    sent = await raw_call(app_with_faults(migrated), "POST", "/_test/echo", headers, body)
     assert sent[0]["status"] == 413
+
+
+async def test_a_content_length_that_is_not_a_number_is_400(migrated: PgCluster) -> None:
+    headers = {"host": "testserver", "content-length": "ten"}
+    sent = await raw_call(app_with_faults(migrated), "POST", "/_test/echo", headers, [b"{}"])
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"])["detail"] == "Invalid Content-Length."
+
+
+async def test_a_response_started_without_headers_still_gets_ours(migrated: PgCluster) -> None:
+    """ASGI lets an app leave out `headers` (a mounted plain ASGI app may)."""
+
+    async def bare(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204})
+        await send({"type": "http.response.body", "body": b""})
+
+    app = app_with_faults(migrated)
+    app.mount("/_test/bare", bare)
+    sent = await raw_call(app, "GET", "/_test/bare", {"host": "testserver"}, [b""])
+    names = {name for name, _ in sent[0]["headers"]}
+    assert {b"x-request-id", b"cache-control", b"x-content-type-options"} <= names
+
+
+async def test_a_response_cut_short_is_timed_to_when_it_ended(
+    migrated: PgCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sent = await raw_call(
+        app_with_faults(migrated), "GET", "/_test/stream-then-fail", {"host": "testserver"}, [b""]
+    )
+    assert sent[-1].get("more_body")  # the last chunk never went out
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    (access,) = access_lines(lines, "/_test/stream-then-fail")
+    assert 0 <= access["duration_ms"] < 5000
+
+
+async def test_a_request_ending_while_another_is_being_cancelled_is_not_a_timeout(
+    stack: Stack,
+) -> None:
+    client, logs = stack
+    slow = asyncio.create_task(client.get("/_test/slow-to-cancel"))
+    await asyncio.sleep(LIMIT_S + 0.15)  # its limit passed (tick 0.1 s); it is cleaning up
+    assert (await client.get("/_test/sleep", params={"ms": 1})).status_code == 200
+    assert (await slow).status_code == 504
+    timeouts = [line["path"] for line in logs() if line["event"] == "request_timeout"]
+    assert timeouts == ["/_test/slow-to-cancel"]
 
 
 async def test_a_request_within_its_limits_logs_no_warning(stack: Stack) -> None:

@@ -47,6 +47,7 @@ def test_valid_production_settings_load(tmp_path: Path) -> None:
         database_url=f"postgres://app:{SECRET_IN_URL}@db.internal:5432/app",
         db={"sslmode": "verify-full", "sslrootcert": ca},
     )
+    assert settings.http.allowed_hosts == ["api.example.com", "*.internal"]
     url = settings.database_url_object()
     assert url is not None
     assert url.drivername == "postgresql+asyncpg"
