@@ -15,6 +15,7 @@ from app.logging import configure_logging
 from app.metrics import Metrics
 from app.middleware.access import AccessLog
 from app.middleware.http import HttpMiddleware, security_headers
+from app.middleware.tracing import TracingMiddleware
 from app.settings import SERVICE_NAME, Settings, load_settings
 
 PROBE_PATHS = frozenset({"/health", "/ready"})
@@ -40,6 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     _add_middleware(app, settings, metrics)
+    if settings.traces_endpoint is not None:
+        # Outermost: the access line and every other log line fall inside the request's span.
+        app.add_middleware(TracingMiddleware, untraced_paths=MACHINE_PATHS)
     # Starlette tries routes in order, about 1 us each here: the probes go first so their cost
     # does not grow with the routes a service adds after them.
     for router in (

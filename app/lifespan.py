@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 from fastapi import FastAPI
@@ -30,6 +31,8 @@ from app.middleware import route_templates
 from app.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
 from app.settings import BreakerSettings, Settings
 from app.state import Resources, lifespan_state
+from app.tracing import STATE_KEY as TRACING_KEY
+from app.tracing import Tracing, start_tracing, stop_tracing, trace_engine
 
 log = structlog.get_logger("app.lifespan")
 
@@ -70,10 +73,12 @@ async def _check_budget(settings: Settings, database: Database) -> None:
         )
 
 
-async def _sample_metrics(metrics: Metrics, database: Database | None, every: float = 1.0) -> None:
+async def _sample_metrics(
+    metrics: Metrics, database: Database | None, tracing: Tracing | None, every: float = 1.0
+) -> None:
     """Once a second: pending request counts to the shared files, pool and breaker gauges."""
     while True:
-        metrics.flush()
+        _publish(metrics, tracing)
         if database is not None:
             usage = pool_usage(database.engine)
             metrics.pool.labels("size").set(usage.size)
@@ -81,6 +86,13 @@ async def _sample_metrics(metrics: Metrics, database: Database | None, every: fl
             metrics.pool.labels("overflow").set(max(0, usage.overflow))
             metrics.breaker.set(BREAKER_STATES[database.breaker.state.value])
         await asyncio.sleep(every)
+
+
+def _publish(metrics: Metrics, tracing: Tracing | None) -> None:
+    if tracing is not None:
+        counts = tracing.counts
+        metrics.spans.count(ended=counts.ended, exported=counts.exported, failed=counts.failed)
+    metrics.flush()
 
 
 def build_database(settings: Settings, url: URL) -> Database:
@@ -116,32 +128,54 @@ async def open_database(settings: Settings) -> Database | None:
     return database
 
 
+def open_tracing(settings: Settings, database: Database | None) -> Tracing | None:
+    """This worker's tracing, or None when no OTLP endpoint is configured."""
+    endpoint = settings.traces_endpoint
+    if endpoint is None:
+        return None
+    tracing = start_tracing(settings, endpoint)
+    if database is not None:
+        trace_engine(tracing, database.engine)
+    log.info(
+        "tracing_started",
+        collector=urlsplit(endpoint).netloc.rpartition("@")[2],  # never credentials
+        service_name=settings.otel_service_name,
+        sampler=settings.otel_traces_sampler,
+        ratio=settings.otel_traces_sampler_arg,
+    )
+    return tracing
+
+
 def make_lifespan(
     settings: Settings, metrics: Metrics
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         database = await open_database(settings)
+        tracing = open_tracing(settings, database)
         readiness = ReadinessCheck(
             database.engine if database else None,
             database.breaker if database else None,
             timeout=settings.probes.ready_timeout,
             cache_ttl=settings.probes.ready_cache_ttl,
         )
-        sampler = asyncio.create_task(_sample_metrics(metrics, database))
-        log.info("app_started", database=database is not None)
+        sampler = asyncio.create_task(_sample_metrics(metrics, database, tracing))
+        log.info("app_started", database=database is not None, tracing=tracing is not None)
         try:
             yield lifespan_state(Resources(settings, database, readiness)) | {
                 # The routes are final now: every route's template, prefixes included.
-                route_templates.STATE_KEY: route_templates.route_templates(app.routes)
+                route_templates.STATE_KEY: route_templates.route_templates(app.routes),
+                TRACING_KEY: tracing,
             }
         finally:
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampler
-            metrics.flush()  # what this worker counted since the last second
             if database is not None:
                 await database.engine.dispose()
                 log.info("database_disposed")
+            if tracing is not None:
+                await stop_tracing(tracing)  # bounded: FLUSH_TIMEOUT_S
+            _publish(metrics, tracing)  # what this worker counted since the last second
 
     return lifespan

@@ -37,10 +37,26 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 _BOUNDS = LATENCY_BUCKETS
 
 
+class SpanOutcomes:
+    """Sampled spans by outcome, when tracing is on: ended, exported, failed (to export).
+    Ended minus exported were lost: failed exports and spans dropped from a full queue."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.counter = Counter(
+            "tracing_spans", "Sampled spans by outcome.", ["outcome"], registry=registry
+        )
+        self._counted = {"ended": 0, "exported": 0, "failed": 0}
+
+    def count(self, **totals: int) -> None:
+        """This worker's totals so far (app/tracing.py `SpanCounts`), as counter increments."""
+        for outcome, total in totals.items():
+            self.counter.labels(outcome).inc(total - self._counted[outcome])
+            self._counted[outcome] = total
+
+
 class Metrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        registry = self.registry
+        self.registry = registry = CollectorRegistry()
         self.requests = Counter(
             "http_requests",
             "HTTP requests answered.",
@@ -73,6 +89,7 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        self.spans = SpanOutcomes(registry)
         # Pending since the last flush, per (method, route, status): the latency bucket counts
         # (not cumulative, as prometheus-client keeps them) and, in the last slot, their sum.
         # The request count is the buckets' total. One dict update per request.

@@ -16,12 +16,14 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import unquote
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    HttpUrl,
     SecretStr,
     ValidationError,
     field_validator,
@@ -239,6 +241,37 @@ _URL_PARAM_HINTS = {
 }
 
 
+def _empty_is_unset(value: object) -> object:
+    # OpenTelemetry's rule: an empty variable is an unset one (compose's `${VAR:-}` sets "").
+    return None if value == "" else value
+
+
+def _resource_attributes(value: object) -> object:
+    """`key=value,key=value` (OTEL_RESOURCE_ATTRIBUTES); values may be percent-encoded."""
+    if not isinstance(value, str):
+        return value
+    found: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError("must be comma-separated key=value pairs")
+        found[key.strip()] = unquote(raw.strip())
+    return found
+
+
+OtlpUrl = Annotated[HttpUrl | None, BeforeValidator(_empty_is_unset)]
+TraceSampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
+# The propagators this service ships; b3, jaeger and xray need packages it does not install.
+Propagator = Literal["tracecontext", "baggage", "none"]
+
+
 class Settings(BaseSettings):
     """Everything the service reads from its environment."""
 
@@ -262,6 +295,28 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
+
+    # Tracing, by OpenTelemetry's standard variables (docs/tracing.md). On when an OTLP endpoint
+    # is set; the exporter reads its own OTEL_EXPORTER_OTLP_HEADERS/_TIMEOUT/_CERTIFICATE and the
+    # batch processor its OTEL_BSP_* from the environment.
+    otel_sdk_disabled: bool = False
+    otel_exporter_otlp_endpoint: OtlpUrl = None  # base URL: /v1/traces is appended
+    otel_exporter_otlp_traces_endpoint: OtlpUrl = None  # full URL, used as it is
+    # OTLP over HTTP with protobuf bodies is what this service ships (no gRPC exporter).
+    otel_exporter_otlp_protocol: Literal["http/protobuf"] = "http/protobuf"
+    otel_exporter_otlp_traces_protocol: Literal["http/protobuf"] = "http/protobuf"
+    otel_service_name: Annotated[str, Field(min_length=1, max_length=255)] = SERVICE_SLUG
+    otel_resource_attributes: Annotated[
+        dict[str, str], NoDecode, BeforeValidator(_resource_attributes)
+    ] = {}
+    otel_traces_sampler: TraceSampler = "parentbased_traceidratio"
+    # The ratio for the *traceidratio samplers: one request in ten starts a trace here (a
+    # caller's sampled traceparent is always followed). The SDK's own default would be 1.0.
+    otel_traces_sampler_arg: Annotated[float, Field(ge=0, le=1)] = 0.1
+    otel_propagators: Annotated[list[Propagator], NoDecode, BeforeValidator(_comma_list)] = [
+        "tracecontext",
+        "baggage",
+    ]
 
     @field_validator("database_url")
     @classmethod
@@ -325,6 +380,17 @@ class Settings(BaseSettings):
     def is_production(self) -> bool:
         return self.app_env == "production"
 
+    @property
+    def traces_endpoint(self) -> str | None:
+        """Where spans go (OTLP/HTTP), or None when tracing is off."""
+        if self.otel_sdk_disabled:
+            return None
+        if self.otel_exporter_otlp_traces_endpoint is not None:
+            return str(self.otel_exporter_otlp_traces_endpoint)
+        if self.otel_exporter_otlp_endpoint is not None:
+            return str(self.otel_exporter_otlp_endpoint).rstrip("/") + "/v1/traces"
+        return None
+
     def database_url_object(self) -> URL | None:
         """The URL as SQLAlchemy's `URL`; render it with the password hidden when logging."""
         if self.database_url is None:
@@ -372,7 +438,8 @@ class SettingsError(Exception):
 
 
 def _env_name(loc: tuple[int | str, ...]) -> str:
-    return "__".join(str(part) for part in loc).upper() or "(settings)"
+    # A list item's index is not part of the variable's name (OTEL_PROPAGATORS, not ..._0).
+    return "__".join(part for part in loc if isinstance(part, str)).upper() or "(settings)"
 
 
 def _describe(error: Mapping[str, Any]) -> str:

@@ -10,8 +10,10 @@ permits out in arrival order, keeps the pool itself uncontended and the wait bou
 from __future__ import annotations
 
 import asyncio
+import time
 
 from app.errors import ServiceUnavailable
+from app.tracing import span_event
 
 
 class PoolBusy(ServiceUnavailable):
@@ -28,14 +30,17 @@ class ConnectionGate:
 
     async def acquire(self) -> None:
         """Wait for a slot, in arrival order; `PoolBusy` after the pool timeout."""
-        if self._slots.locked():  # only a waiting request pays for a timer
-            try:
-                async with asyncio.timeout(self._timeout):
-                    await self._slots.acquire()
-            except TimeoutError:
-                raise PoolBusy(self._timeout) from None
-        else:
+        if not self._slots.locked():
             await self._slots.acquire()
+            return
+        started = time.perf_counter()  # only a waiting request pays for a timer
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            span_event("db.pool_wait", waited_ms=self._timeout * 1000, admitted=False)
+            raise PoolBusy(self._timeout) from None
+        span_event("db.pool_wait", waited_ms=(time.perf_counter() - started) * 1000, admitted=True)
 
     def release(self) -> None:
         self._slots.release()

@@ -18,6 +18,7 @@ from app.db.database import Database
 from app.db.failures import failure_kind
 from app.errors import GatewayTimeout, ServiceUnavailable
 from app.resilience.circuit_breaker import CircuitOpen, Permit
+from app.tracing import span_event
 
 
 class DatabaseUnavailable(ServiceUnavailable):
@@ -39,6 +40,7 @@ class guarded:  # used like a function: `async with guarded(database):`
         try:
             self._permit: Permit = database.breaker.acquire()
         except CircuitOpen as exc:
+            span_event("db.circuit_open", retry_after_s=round(exc.retry_after, 3))
             raise DatabaseUnavailable(
                 "The database is failing; not trying it for now.",
                 retry_after=max(1, math.ceil(exc.retry_after)),

@@ -45,6 +45,7 @@ from app.middleware.access import AccessLog
 from app.middleware.deadline import Deadlines
 from app.middleware.hosts import host_allowed
 from app.middleware.route_templates import route_template
+from app.tracing import record_error
 
 # An incoming id is kept only when it is a sane token: bounded, and nothing that could forge a
 # log line or a header (no spaces, quotes, control characters).
@@ -205,10 +206,10 @@ class HttpMiddleware:
         except asyncio.CancelledError:
             if not deadlines.expired(task):
                 raise  # the client went away or the server is stopping: not ours to answer
-        except Exception:
+        except Exception as error:
             # Past the limit, the cancel may surface as another exception (a driver's).
             if not deadlines.expired(task):
-                await self._unexpected(scope, receive, response)
+                await self._unexpected(error, scope, receive, response)
         finally:
             timed_out = deadlines.finish(task)
         if timed_out:
@@ -221,7 +222,9 @@ class HttpMiddleware:
         self.metrics.observe(scope["method"], route, response.status, duration)
         self.access_log.record(scope, route, response.status, duration)
 
-    async def _unexpected(self, scope: Scope, receive: Receive, response: _Response) -> None:
+    async def _unexpected(
+        self, error: Exception, scope: Scope, receive: Receive, response: _Response
+    ) -> None:
         error_id = uuid.uuid4().hex
         error_log.exception(
             "unhandled_exception",
@@ -231,6 +234,7 @@ class HttpMiddleware:
             route=route_template(scope),
             response_started=response.started,
         )
+        record_error(error, error_id)
         if not response.started:  # else headers are out; the server closes the connection
             detail = "An unexpected error occurred. Quote the error_id when reporting it."
             extra = {"error_id": error_id}

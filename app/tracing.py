@@ -1,0 +1,225 @@
+"""OpenTelemetry traces, per worker: off unless an OTLP endpoint is configured.
+
+The tracer provider and its batch processor (a thread) are built in each worker's lifespan,
+after Gunicorn forks, never at import or in the master: `BatchSpanProcessor` is not fork-safe.
+Nothing here sets OpenTelemetry's global provider; the server-span middleware and SQLAlchemy's
+instrumentation are handed this worker's provider. What a trace holds, and what it never holds,
+is in docs/tracing.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from opentelemetry import trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.sdk.resources import PROCESS_PID, SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import Attributes
+from sqlalchemy.ext.asyncio import AsyncEngine
+from typing_extensions import override
+
+from app.settings import Settings
+
+STATE_KEY = "tracing"
+# Spans still unsent this long into a worker's shutdown are given up (and counted): the
+# lifespan's shutdown must end inside Gunicorn's graceful budget (app/worker.py).
+FLUSH_TIMEOUT_S = 1.0
+
+
+@dataclass
+class SpanCounts(SpanProcessor):
+    """Sampled spans ended, exported and failed to export, for /metrics. Ended minus exported
+    is what was lost: failed exports, and spans dropped while the bounded queue was full."""
+
+    ended: int = 0
+    exported: int = 0
+    failed: int = 0
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context is not None and span.context.trace_flags.sampled:
+            self.ended += 1
+
+
+@dataclass
+class CountingExporter(SpanExporter):
+    """The OTLP exporter, counting what it delivered and what it could not."""
+
+    exporter: SpanExporter
+    counts: SpanCounts
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = self.exporter.export(spans)
+        if result is SpanExportResult.SUCCESS:
+            self.counts.exported += len(spans)
+        else:
+            self.counts.failed += len(spans)
+        return result
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+
+@dataclass(frozen=True)
+class Tracing:
+    """One worker's tracing: what the middleware and the instrumentation use."""
+
+    provider: TracerProvider
+    propagator: TextMapPropagator
+    counts: SpanCounts = field(default_factory=SpanCounts)
+
+    @property
+    def tracer(self) -> trace.Tracer:
+        return self.provider.get_tracer("app")
+
+
+def start_tracing(settings: Settings, endpoint: str) -> Tracing:
+    """The provider, its sampler and resource, and a batch exporter to `endpoint`."""
+    resource = Resource.create(
+        {
+            **settings.otel_resource_attributes,
+            SERVICE_NAME: settings.otel_service_name,
+            # Each worker is its own instance: spans of two workers never look like one.
+            SERVICE_INSTANCE_ID: uuid.uuid4().hex,
+            PROCESS_PID: os.getpid(),
+        }
+    )
+    tracing = Tracing(
+        # The lifespan shuts it down, bounded (`stop_tracing`); no unbounded flush at exit.
+        TracerProvider(resource=resource, sampler=build_sampler(settings), shutdown_on_exit=False),
+        build_propagator(settings.otel_propagators),
+    )
+    tracing.provider.add_span_processor(tracing.counts)
+    exporter = CountingExporter(OTLPSpanExporter(endpoint=endpoint), tracing.counts)
+    tracing.provider.add_span_processor(BatchSpanProcessor(exporter))
+    return tracing
+
+
+def trace_engine(tracing: Tracing, engine: AsyncEngine) -> None:
+    """A client span per statement, child of the request's span, from SQLAlchemy's own
+    instrumentation on this engine (not asyncpg's as well: both would double every statement).
+
+    Its declared range ends below SQLAlchemy 2.1, hence `skip_dep_check`; it hooks only
+    SQLAlchemy's public engine events, and tests/server/test_tracing.py fails if it stops
+    producing database spans (docs/adr/0007-traces.md).
+    """
+    SQLAlchemyInstrumentor().instrument(
+        engine=engine.sync_engine, tracer_provider=tracing.provider, skip_dep_check=True
+    )
+
+
+async def stop_tracing(tracing: Tracing) -> None:
+    """Export what is queued, for at most `FLUSH_TIMEOUT_S`. A daemon thread does it, so an
+    unreachable collector can neither block the event loop nor keep the process alive."""
+    instrumentor = SQLAlchemyInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+    flusher = threading.Thread(target=tracing.provider.shutdown, daemon=True)
+    flusher.start()
+    await asyncio.to_thread(flusher.join, FLUSH_TIMEOUT_S)
+
+
+def build_sampler(settings: Settings) -> Sampler:
+    """OTEL_TRACES_SAMPLER and its ratio, never starting a trace at a lone database call."""
+    ratio = TraceIdRatioBased(settings.otel_traces_sampler_arg)
+    root = {
+        "always_on": ALWAYS_ON,
+        "always_off": ALWAYS_OFF,
+        "traceidratio": ratio,
+    }
+    name = settings.otel_traces_sampler
+    if name.startswith("parentbased_"):
+        return NoClientRoots(ParentBased(root[name.removeprefix("parentbased_")]))
+    return NoClientRoots(root[name])
+
+
+class NoClientRoots(Sampler):
+    """`sampler`'s decision, except that a client span without a parent is dropped: a
+    statement outside any request (the readiness ping, the startup budget check) is not a
+    trace of its own, and probes are never traced."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
+
+    @override  # the SDK's Sampler interface: its positional parameters are not ours to choose
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        parent = trace.get_current_span(parent_context).get_span_context()
+        if kind is SpanKind.CLIENT and not parent.is_valid:
+            return SamplingResult(Decision.DROP)
+        return self.sampler.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"NoClientRoots{{{self.sampler.get_description()}}}"
+
+
+def build_propagator(names: Sequence[str]) -> TextMapPropagator:
+    """OTEL_PROPAGATORS: W3C trace context and baggage; "none" propagates nothing."""
+    if "none" in names:
+        return CompositePropagator([])
+    known: dict[str, TextMapPropagator] = {
+        "tracecontext": TraceContextTextMapPropagator(),
+        "baggage": W3CBaggagePropagator(),
+    }
+    return CompositePropagator([known[name] for name in dict.fromkeys(names)])
+
+
+def incoming_context(
+    propagator: TextMapPropagator, headers: Sequence[tuple[bytes, bytes]]
+) -> Context:
+    """The caller's trace context from the request's `traceparent` (and baggage) headers."""
+    wanted = propagator.fields
+    carrier = {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in headers
+        if name.decode("latin-1") in wanted
+    }
+    return propagator.extract(carrier)
+
+
+def span_event(name: str, **attributes: str | int | float) -> None:
+    """An event on the current span (a breaker rejection, a wait for a connection); nothing
+    when there is no span, as with tracing off."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.add_event(name, attributes)
+
+
+def record_error(error: BaseException, error_id: str) -> None:
+    """The unexpected exception behind a 500, recorded once, with the id its log line has."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.record_exception(error)
+        span.set_attribute("app.error_id", error_id)
