@@ -7,6 +7,10 @@ pinned to one core while wrk runs on the other (docs/facts.md: benchmarks). Each
 round runs every (endpoint, server) pair once, in alternating order; the table gives medians
 over the rounds and the median of the per-round ratios stack / bare. Any non-2xx response or
 socket error is reported and makes the run fail.
+
+The tracing rows serve the same stack twice more with tracing on, exporting to a local OTLP
+receiver (`bench/otlp_sink.py`): every request sampled, and the default ratio; their ratios are
+against the stack with tracing off.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.otlp_sink import otlp_sink
 from bench.rows import CREATE
 from devtools.pgcluster import APP_USER, PgCluster, free_port
 
@@ -44,6 +49,30 @@ EXAMPLE_READ = (
     "GET /api/v1/items/{id}",
     [("stack", "stack", "/api/v1/items/1"), ("bare + raw asyncpg", "bare", "/bench/rows/1")],
 )
+
+
+# The cost of tracing on the item read (the bench's own row when the example is gone): every
+# request traced and exported to a local receiver, the default ratio, and tracing off.
+def tracing_cases(path: str) -> tuple[str, list[tuple[str, str, str]]]:
+    return (
+        f"GET {path.replace('/1', '/{id}')}, tracing",
+        [
+            ("stack, tracing on, every request sampled", "traced_all", path),
+            ("stack, tracing on, default ratio (0.1)", "traced_default", path),
+            ("stack, tracing off", "stack", path),
+        ],
+    )
+
+
+def servers(env: dict[str, str], collector: str) -> list[tuple[str, str, dict[str, str]]]:
+    """(name, app, environment) of each server the cases use."""
+    traced = env | {"OTEL_EXPORTER_OTLP_ENDPOINT": collector}
+    return [
+        ("stack", "bench.stack_app:app", env),
+        ("bare", "bench.bare_app:app", env),
+        ("traced_all", "bench.stack_app:app", traced | {"OTEL_TRACES_SAMPLER": "always_on"}),
+        ("traced_default", "bench.stack_app:app", traced),
+    ]
 
 
 @dataclass
@@ -143,7 +172,7 @@ def bench_env(cluster: PgCluster) -> dict[str, str]:
     return {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("APP_", "DB__", "HTTP__", "LOG__", "SERVER__", "PROBES__"))
+        if not key.startswith(("APP_", "DB__", "HTTP__", "LOG__", "SERVER__", "PROBES__", "OTEL_"))
     } | {
         "APP_ENV": "production",
         "DATABASE_URL": cluster.url(),
@@ -163,6 +192,11 @@ def has_example() -> bool:
 
 def prepare_database(cluster: PgCluster, env: dict[str, str]) -> None:
     """Migrate, and one row to read (id 1): in the bench's table, and the example's."""
+    # Four servers of 2 workers hold up to 90 connections at once (the bare app's pools are
+    # SQLAlchemy's 5 + 10): more than PostgreSQL's default 100 minus the reserved ones.
+    cluster.psql("ALTER SYSTEM SET max_connections = 200")
+    cluster.stop()
+    cluster.start()
     subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],
         cwd=ROOT,
@@ -191,44 +225,59 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="app-bench-"))
     workdir.chmod(0o755)
     cluster = PgCluster.create(workdir / "pg")
-    servers: list[subprocess.Popen[bytes]] = []
+    running: list[subprocess.Popen[bytes]] = []
+    # The receiver's thread shares wrk's core, not the servers' (threads inherit affinity).
+    os.sched_setaffinity(0, {0})
     try:
-        env = bench_env(cluster)
-        prepare_database(cluster, env)
-        targets: dict[str, int] = {}
-        masters: dict[str, int] = {}
-        for name, app in (("stack", "bench.stack_app:app"), ("bare", "bench.bare_app:app")):
-            process, port = start_server(app, env, workdir / f"{name}.log")
-            servers.append(process)
-            targets[name] = port
-            masters[name] = process.pid
-        all_cases = CASES | (dict([EXAMPLE_READ]) if has_example() else {})
-        for cases in all_cases.values():  # warm-up: pools filled, first-request costs paid
-            for _, server, path in cases:
-                port = targets[server]
-                wrk(f"http://127.0.0.1:{port}{path}", seconds=2, connections=args.connections)
-
-        samples: dict[tuple[str, str], list[Sample]] = {}
-        for round_no in range(args.rounds):
-            for endpoint, cases in all_cases.items():
-                # Alternate which case goes first from round to round.
-                for label, server, path in cases if round_no % 2 == 0 else cases[::-1]:
-                    sample = wrk(
-                        f"http://127.0.0.1:{targets[server]}{path}",
-                        seconds=args.seconds,
-                        connections=args.connections,
-                        master=masters[server],
-                    )
-                    samples.setdefault((endpoint, label), []).append(sample)
-            print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-        return report(all_cases, samples, args)
+        with otlp_sink() as sink:
+            env = bench_env(cluster)
+            prepare_database(cluster, env)
+            targets: dict[str, int] = {}
+            masters: dict[str, int] = {}
+            for name, app, server_env in servers(env, sink.endpoint):
+                process, port = start_server(app, server_env, workdir / f"{name}.log")
+                running.append(process)
+                targets[name] = port
+                masters[name] = process.pid
+            status = run_rounds(args, targets, masters)
+            print(
+                f"\nThe tracing rows' receiver took {sink.exports:,} exports "
+                f"({sink.received_bytes / 1e6:,.1f} MB of spans)."
+            )
+            return status
     finally:
-        for process in servers:
+        for process in running:
             process.terminate()
-        for process in servers:
+        for process in running:
             process.wait(timeout=30)
         cluster.destroy()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_rounds(args: argparse.Namespace, targets: dict[str, int], masters: dict[str, int]) -> int:
+    """Warm-up, then the interleaved rounds; prints the table."""
+    read = "/api/v1/items/1" if has_example() else "/bench/rows/1"
+    all_cases = CASES | (dict([EXAMPLE_READ]) if has_example() else {})
+    all_cases |= dict([tracing_cases(read)])
+    for cases in all_cases.values():  # warm-up: pools filled, first-request costs paid
+        for _, server, path in cases:
+            port = targets[server]
+            wrk(f"http://127.0.0.1:{port}{path}", seconds=2, connections=args.connections)
+
+    samples: dict[tuple[str, str], list[Sample]] = {}
+    for round_no in range(args.rounds):
+        for endpoint, cases in all_cases.items():
+            # Alternate which case goes first from round to round.
+            for label, server, path in cases if round_no % 2 == 0 else cases[::-1]:
+                sample = wrk(
+                    f"http://127.0.0.1:{targets[server]}{path}",
+                    seconds=args.seconds,
+                    connections=args.connections,
+                    master=masters[server],
+                )
+                samples.setdefault((endpoint, label), []).append(sample)
+        print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    return report(all_cases, samples, args)
 
 
 def report(
