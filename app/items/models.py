@@ -13,6 +13,8 @@ DESCRIPTION_MAX = 2000
 
 class Item(Base):
     __tablename__ = "items"
+    # The flush fetches server-set values (timestamps) with RETURNING, in the same round trip.
+    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012 - SQLAlchemy's declarative form
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_MAX), unique=True)

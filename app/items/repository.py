@@ -46,8 +46,5 @@ class ItemRepository:
     async def delete(self, item: Item) -> None:
         await self._session.delete(item)
 
-    async def flush(self, item: Item | None = None) -> None:
+    async def flush(self) -> None:
         await self._session.flush()
-        if item is not None:
-            # Server-side defaults (timestamps) are not loaded by the flush itself.
-            await self._session.refresh(item)

@@ -36,7 +36,7 @@ class ItemService:
     async def create(self, data: ItemCreate) -> ItemPublic:
         item = Item(name=data.name, description=data.description)
         self._items.add(item)
-        await self._flush(item)
+        await self._flush()
         return ItemPublic.model_validate(item)
 
     async def update(self, item_id: int, data: ItemUpdate) -> ItemPublic:
@@ -46,7 +46,7 @@ class ItemService:
             changes.pop("name")  # name is required: an explicit null leaves it unchanged
         for field, value in changes.items():
             setattr(item, field, value)
-        await self._flush(item)
+        await self._flush()
         return ItemPublic.model_validate(item)
 
     async def delete(self, item_id: int) -> None:
@@ -59,9 +59,9 @@ class ItemService:
             raise ItemNotFound(item_id)
         return item
 
-    async def _flush(self, item: Item) -> None:
+    async def _flush(self) -> None:
         try:
-            await self._items.flush(item)
+            await self._items.flush()
         except IntegrityError as exc:
             if _is_unique_violation(exc):
                 raise ItemNameTaken from None
