@@ -87,12 +87,9 @@ class Tracing:
     """One worker's tracing: what the middleware and the instrumentation use."""
 
     provider: TracerProvider
+    tracer: trace.Tracer
     propagator: TextMapPropagator
     counts: SpanCounts = field(default_factory=SpanCounts)
-
-    @property
-    def tracer(self) -> trace.Tracer:
-        return self.provider.get_tracer("app")
 
 
 def start_tracing(settings: Settings, endpoint: str) -> Tracing:
@@ -106,10 +103,12 @@ def start_tracing(settings: Settings, endpoint: str) -> Tracing:
             PROCESS_PID: os.getpid(),
         }
     )
+    # The lifespan shuts it down, bounded (`stop_tracing`); no unbounded flush at exit.
+    provider = TracerProvider(
+        resource=resource, sampler=build_sampler(settings), shutdown_on_exit=False
+    )
     tracing = Tracing(
-        # The lifespan shuts it down, bounded (`stop_tracing`); no unbounded flush at exit.
-        TracerProvider(resource=resource, sampler=build_sampler(settings), shutdown_on_exit=False),
-        build_propagator(settings.otel_propagators),
+        provider, provider.get_tracer("app"), build_propagator(settings.otel_propagators)
     )
     tracing.provider.add_span_processor(tracing.counts)
     exporter = CountingExporter(OTLPSpanExporter(endpoint=endpoint), tracing.counts)

@@ -59,8 +59,8 @@ def remove_example(project: Path) -> None:
     text = re.sub(r"\n(from app\.items import .*\n)+", "", registry.read_text())
     text = re.sub(r"\[\n\s+items_\w+(\.router)?,\n\]", "[]", text)
     registry.write_text(text)
-    readme = project / "README.md"
-    readme.write_text(EXAMPLE_ONLY.sub("", readme.read_text()))
+    for document in (project / "README.md", project / "docs" / "tracing.md"):
+        document.write_text(EXAMPLE_ONLY.sub("", document.read_text()))
 
 
 Rule = Callable[[str], str]

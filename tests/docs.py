@@ -8,7 +8,13 @@ from pathlib import Path
 
 from tests.support import ROOT
 
-DOCUMENTS = ("README.md", "deploy/README.md", "docs/operations.md", "docs/benchmarks.md")
+DOCUMENTS = (
+    "README.md",
+    "deploy/README.md",
+    "docs/operations.md",
+    "docs/benchmarks.md",
+    "docs/tracing.md",
+)
 CONSOLE_BLOCK = re.compile(r"```console\n(.*?)```", re.DOTALL)
 
 

@@ -9,6 +9,9 @@ from the route template the access log uses, and records only the attributes bel
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.semconv.attributes.client_attributes import CLIENT_ADDRESS
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.http_attributes import (
@@ -71,8 +74,12 @@ class TracingMiddleware:
             set_status_on_exception=False,
         ) as span:
             ids = bind_contextvars(**log_fields(span.get_span_context()))
+            # Below an unsampled span nothing is sampled (every standard sampler agrees): the
+            # database instrumentation skips its work instead of building spans to drop.
+            unsampled = nullcontext() if span.is_recording() else suppress_instrumentation()
             try:
-                await self.app(scope, receive, send_noting_status)
+                with unsampled:
+                    await self.app(scope, receive, send_noting_status)
             finally:
                 finish(span, scope, method, status)
                 reset_contextvars(**ids)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -171,3 +172,18 @@ def test_the_api_writes_on_the_published_port_and_the_data_survives_down_and_up(
     stack.up()
     stack.wait_healthy()
     assert httpx.get(f"{stack.base}/api/v1/items/{item_id}").json()["name"] == "kept"
+
+
+def test_compose_accepts_the_tracing_override_docs_tracing_shows(
+    docker: Docker, tmp_path: Path
+) -> None:
+    """docs/tracing.md's Jaeger override, merged with docker-compose.yml as it says to run it."""
+    text = (ROOT / "docs" / "tracing.md").read_text()
+    [snippet] = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
+    override = tmp_path / "compose.tracing.yaml"
+    override.write_text(snippet)
+    merged = docker.run(f"docker compose -f docker-compose.yml -f {override} config --format json")
+    assert merged.returncode == 0, merged.stderr
+    services = json.loads(merged.stdout)["services"]
+    assert services["app"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
+    assert "jaeger" in services

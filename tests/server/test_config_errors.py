@@ -31,6 +31,10 @@ CASES: dict[str, tuple[dict[str, str], str]] = {
     ),
     "sslmode in the URL": ({"DATABASE_URL": GOOD_URL + "?sslmode=verify-full"}, "DATABASE_URL"),
     "non-integer PORT": ({"PORT": "eighty"}, "PORT"),
+    "unknown trace sampler": (
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_SAMPLER": "often"},
+        "OTEL_TRACES_SAMPLER",
+    ),
     "production with weak TLS": (
         {
             "APP_ENV": "production",

@@ -318,4 +318,5 @@ def test_a_service_without_the_example_has_no_trace_of_it(tmp_path: Path) -> Non
     assert list((project / "migrations" / "versions").glob("*.py")) == []
     assert example_traces(project) == []
     assert "/api/v1/items" not in (project / "README.md").read_text()
+    assert "/api/v1/items" not in (project / "docs" / "tracing.md").read_text()
     assert "ROUTERS: list[APIRouter] = []" in (project / "app" / "domains.py").read_text()
