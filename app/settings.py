@@ -251,8 +251,8 @@ def _resource_attributes(value: object) -> object:
     if not isinstance(value, str):
         return value
     found: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in value.split(","))):
-        key, sep, raw = item.partition("=")
+    for pair in filter(None, (part.strip() for part in value.split(","))):
+        key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
             raise ValueError("must be comma-separated key=value pairs")
         found[key.strip()] = unquote(raw.strip())
@@ -438,7 +438,7 @@ class SettingsError(Exception):
 
 
 def _env_name(loc: tuple[int | str, ...]) -> str:
-    # A list item's index is not part of the variable's name (OTEL_PROPAGATORS, not ..._0).
+    # A list entry's index is not part of the variable's name (OTEL_PROPAGATORS, not ..._0).
     return "__".join(part for part in loc if isinstance(part, str)).upper() or "(settings)"
 
 
