@@ -12,6 +12,7 @@ Top-level names are the fixed interface (`APP_ENV`, `DATABASE_URL`, `PORT`, `HOS
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -451,17 +452,54 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"{name}: {error['msg']}"
 
 
+# Settings that can come from a file instead of the environment, as secrets should: a file
+# named after the variable in SECRETS_DIR (Docker secrets, Kubernetes secret volumes), or
+# `NAME_FILE=/path` (the official database images' convention).
+SECRET_SETTINGS = ("database_url",)
+DEFAULT_SECRETS_DIR = "/run/secrets"
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build the settings from the environment (and `.env`), plus explicit overrides.
+    """Build the settings from the environment (and `.env`, and secret files), plus explicit
+    overrides.
 
     Raises `SettingsError` naming every bad variable; never includes a value.
     """
+    from_files, problems = _secrets_from_files(os.environ)
+    secrets_dir = Path(os.environ.get("SECRETS_DIR") or DEFAULT_SECRETS_DIR)
+    if secrets_dir.is_dir():
+        overrides.setdefault("_secrets_dir", secrets_dir)
     try:
-        return Settings(**overrides)
+        settings = Settings(**(from_files | overrides))
     except ValidationError as exc:
-        problems = [
-            line
-            for error in exc.errors(include_url=False, include_input=False)
-            for line in _describe(error).splitlines()
-        ]
-        raise SettingsError(problems) from None
+        raise SettingsError(problems + _validation_problems(exc)) from None
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def _validation_problems(exc: ValidationError) -> list[str]:
+    return [
+        line
+        for error in exc.errors(include_url=False, include_input=False)
+        for line in _describe(error).splitlines()
+    ]
+
+
+def _secrets_from_files(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """`NAME_FILE` variables read: the values by field, and what was wrong with them."""
+    found: dict[str, str] = {}
+    problems = []
+    for field in SECRET_SETTINGS:
+        name = field.upper()
+        path = environ.get(f"{name}_FILE")
+        if not path:
+            continue
+        if environ.get(name):
+            problems.append(f"{name}_FILE: {name} is set as well; set only one of them")
+            continue
+        try:
+            found[field] = Path(path).read_text().strip()  # files usually end with a newline
+        except OSError as exc:
+            problems.append(f"{name}_FILE: cannot read {path} ({exc.strerror})")
+    return found, problems

@@ -8,8 +8,9 @@ name, so the committed files build unchanged:
 
 - `python:<3.11>-slim-bookworm`: Debian bookworm (minbase) with its Python 3.11.
 - `postgres:<major>`: Debian's PostgreSQL server with an entrypoint that keeps the official
-  image's interface (POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB, PGDATA, init scripts in
-  /docker-entrypoint-initdb.d, STOPSIGNAL SIGINT).
+  image's interface (POSTGRES_USER, POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE, POSTGRES_DB,
+  PGDATA, init scripts in /docker-entrypoint-initdb.d, STOPSIGNAL SIGINT); rebuilt when that
+  entrypoint changes.
 - `ghcr.io/astral-sh/uv:<version>`: the `uv` binary from PyPI's wheel, in an empty image.
 
 Root filesystems built with mmdebstrap are cached in `~/.cache/debian-base-images/`, so a
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -36,6 +39,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "debian-base-images"
 ENTRYPOINT = Path(__file__).with_name("postgres-entrypoint.sh")
+# On the stand-in postgres image: which entrypoint it was built with (rebuilt when it changes).
+ENTRYPOINT_LABEL = "devtools.stand-in.entrypoint"
 # Documentation, manuals and translations are not needed in a container.
 NO_CLUSTER = "'create_main_cluster = false'"
 SLIM = [f"--dpkgopt=path-exclude=/usr/share/{part}/*" for part in ("doc", "man", "locale")]
@@ -94,6 +99,7 @@ def build_postgres(image: str) -> None:
         shutil.copy(ENTRYPOINT, Path(context) / "docker-entrypoint.sh")
         (Path(context) / "Dockerfile").write_text(
             f"FROM {base}\n"
+            f"LABEL {ENTRYPOINT_LABEL}={entrypoint_digest()}\n"
             "COPY docker-entrypoint.sh /usr/local/bin/\n"
             f"ENV PATH=/usr/lib/postgresql/{major}/bin:$PATH LANG=C.UTF-8 "
             "PGDATA=/var/lib/postgresql/data\n"
@@ -141,9 +147,27 @@ def locked() -> Iterator[None]:
         yield
 
 
+def entrypoint_digest() -> str:
+    return hashlib.sha256(ENTRYPOINT.read_bytes()).hexdigest()[:16]
+
+
+def outdated_stand_in(image: str) -> bool:
+    """A postgres stand-in built from another entrypoint than today's (the official image,
+    which sets PG_VERSION, never is)."""
+    if not image.startswith("postgres:"):
+        return False
+    found = docker("image", "inspect", "--format", "{{json .Config}}", image, check=False)
+    if found.returncode != 0:
+        return False  # not present at all
+    config = json.loads(found.stdout)
+    if any(entry.startswith("PG_VERSION=") for entry in config.get("Env") or []):
+        return False
+    return (config.get("Labels") or {}).get(ENTRYPOINT_LABEL) != entrypoint_digest()
+
+
 def provide(image: str) -> str:
     """Make `image` available; say how."""
-    if present(image):
+    if present(image) and not outdated_stand_in(image):
         return "present"
     if docker("pull", "--quiet", image, check=False).returncode == 0:
         return "pulled"

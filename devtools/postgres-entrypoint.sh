@@ -1,6 +1,6 @@
 #!/bin/bash
 # Entrypoint of the stand-in postgres image (devtools/base_images.py), with the official image's
-# interface: POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB, PGDATA, /docker-entrypoint-initdb.d.
+# interface: POSTGRES_USER, POSTGRES_PASSWORD(_FILE), POSTGRES_DB, PGDATA, /docker-entrypoint-initdb.d.
 set -euo pipefail
 
 if [ "${1:-}" = postgres ] && [ "$(id -u)" = 0 ]; then
@@ -11,6 +11,9 @@ if [ "${1:-}" = postgres ] && [ "$(id -u)" = 0 ]; then
 fi
 
 if [ "${1:-}" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+  if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then  # the official image's *_FILE convention
+    POSTGRES_PASSWORD="$(<"$POSTGRES_PASSWORD_FILE")"
+  fi
   : "${POSTGRES_PASSWORD:?is required (the official image refuses to start without it too)}"
   user="${POSTGRES_USER:-postgres}"
   database="${POSTGRES_DB:-$user}"

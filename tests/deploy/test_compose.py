@@ -94,6 +94,9 @@ def stack(docker: Docker, tmp_path: Path) -> Iterator[Stack]:
     env = {"COMPOSE_PROJECT_NAME": f"{SERVICE['slug']}-test", "PORT": str(port)}
     found = Stack(docker, tmp_path / "compose.log", port, env)
     found.compose("down --volumes --remove-orphans")  # what an interrupted run left
+    # `up` builds the image only when it is missing: without this it would serve the image of
+    # an earlier run, not the code under test.
+    docker.run(f"docker image rm --force {SERVICE['slug']}:local")
     try:
         yield found
     finally:
