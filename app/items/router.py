@@ -51,8 +51,8 @@ async def create_item(data: ItemCreate, items: Items) -> ItemPublic:
 async def list_items(
     items: Items,
     after: Annotated[
-        int | None, Query(ge=0, le=BIGINT_MAX, description="Last id of the previous page")
-    ] = None,
+        int, Query(ge=0, le=BIGINT_MAX, description="Last id of the previous page (0: the first)")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
 ) -> ItemPage:
     return await items.page(after=after, limit=limit)

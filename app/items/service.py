@@ -27,9 +27,9 @@ class ItemService:
             raise ItemNotFound(item_id)
         return ItemPublic.model_validate(row)
 
-    async def page(self, *, after: int | None, limit: int) -> ItemPage:
+    async def page(self, *, after: int, limit: int) -> ItemPage:
         # One row more than asked for: is there a next page?
-        rows = await self._items.page(after=after or 0, limit=limit + 1)
+        rows = await self._items.page(after=after, limit=limit + 1)
         items = [ItemPublic.model_validate(row) for row in rows[:limit]]
         return ItemPage(items=items, next_after=items[-1].id if len(rows) > limit else None)
 
