@@ -19,6 +19,8 @@ import structlog
 from fastapi import FastAPI
 from sqlalchemy.engine import URL
 
+from app.auth.dependency import STATE_KEY as AUTH_KEY
+from app.auth.lifecycle import authentication
 from app.db.budget import PoolBudgetExceeded, check_pool_budget
 from app.db.database import Database
 from app.db.engine import build_engine, pool_usage
@@ -151,6 +153,11 @@ def make_lifespan(
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        async with authentication(settings) as authenticator, serving(app) as state:
+            yield state | {AUTH_KEY: authenticator}
+
+    @asynccontextmanager
+    async def serving(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         database = await open_database(settings)
         tracing = open_tracing(settings, database)
         readiness = ReadinessCheck(

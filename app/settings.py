@@ -17,9 +17,10 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -219,6 +220,68 @@ class ServerSettings(_Group):
     gc_threshold: Annotated[int, Field(ge=0, le=1_000_000)] = 5_000
 
 
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+# Asymmetric algorithms only: "none" and HS* (a shared secret, or the public key misused as
+# one: algorithm confusion) are refused (RFC 8725 3.1).
+TokenAlgorithm = Literal[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"
+]
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class AuthSettings(_Group):
+    """Who may call (`AUTH__*`): bearer tokens from an OpenID provider, or none."""
+
+    # Unset: "none" in development and test; production must say which, on purpose.
+    mode: Literal["none", "oidc"] | None = None
+    # The provider's issuer URL exactly as its tokens' `iss` says it (kept as written: no
+    # slash added), and where its discovery document lives.
+    issuer: Annotated[str, AfterValidator(_http_url)] | None = None
+    # This service's identifier at the provider: tokens' `aud` must contain it.
+    audience: Annotated[str, Field(min_length=1)] | None = None
+    # Default: the `jwks_uri` of the issuer's /.well-known/openid-configuration.
+    jwks_url: Annotated[str, AfterValidator(_http_url)] | None = None
+    algorithms: Annotated[list[TokenAlgorithm], NoDecode, BeforeValidator(_comma_list)] = [
+        "RS256",
+        "ES256",
+    ]
+    # Clock skew allowed on exp, nbf and iat, in seconds.
+    leeway_seconds: Annotated[int, Field(ge=0, le=120)] = 30
+    # A token signed with a key not seen yet fetches the key set again, at most this often:
+    # a flood of made-up key ids cannot hammer the provider.
+    jwks_refetch_seconds: Annotated[float, Field(ge=1, le=3600)] = 30.0
+
+    @model_validator(mode="after")
+    def _oidc_needs_a_provider(self) -> Self:
+        if self.mode != "oidc":
+            return self
+        problems = []
+        if self.issuer is None:
+            problems.append(("AUTH__ISSUER", "is required when AUTH__MODE=oidc"))
+        elif not _https_or_loopback(self.issuer):
+            problems.append(("AUTH__ISSUER", "must be https (plain http only on loopback)"))
+        if self.jwks_url is not None and not _https_or_loopback(self.jwks_url):
+            problems.append(("AUTH__JWKS_URL", "must be https (plain http only on loopback)"))
+        if self.audience is None:
+            problems.append(("AUTH__AUDIENCE", "is required when AUTH__MODE=oidc"))
+        if not self.algorithms:
+            problems.append(("AUTH__ALGORITHMS", "must name at least one algorithm"))
+        if problems:
+            raise _problems(problems)
+        return self
+
+
+def _https_or_loopback(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.hostname or "") in _LOOPBACK_HOSTS
+
+
 class LogSettings(_Group):
     """Logging (`LOG__*`)."""
 
@@ -296,6 +359,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
+    auth: AuthSettings = AuthSettings()
 
     # Tracing, by OpenTelemetry's standard variables (docs/tracing.md). On when an OTLP endpoint
     # is set; the exporter reads its own OTEL_EXPORTER_OTLP_HEADERS/_TIMEOUT/_CERTIFICATE and the
@@ -345,6 +409,14 @@ class Settings(BaseSettings):
                     "on purpose",
                 )
             )
+        if self.auth.mode is None:
+            problems.append(
+                (
+                    "AUTH__MODE",
+                    "is required in production: oidc, or none to run without authentication "
+                    "on purpose",
+                )
+            )
         if not self.http.allowed_hosts or "*" in self.http.allowed_hosts:
             problems.append(
                 (
@@ -380,6 +452,10 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.app_env == "production"
+
+    @property
+    def auth_mode(self) -> Literal["none", "oidc"]:
+        return self.auth.mode or "none"
 
     @property
     def traces_endpoint(self) -> str | None:

@@ -10,7 +10,8 @@ socket error is reported and makes the run fail.
 
 The tracing rows serve the same stack twice more with tracing on, exporting to a local OTLP
 receiver (`bench/otlp_sink.py`): every request sampled, and the default ratio; their ratios are
-against the stack with tracing off.
+against the stack with tracing off. The bearer-token row serves it once more with
+AUTH__MODE=oidc and a local OpenID provider, every request carrying a valid token.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import httpx
 
 from bench.otlp_sink import otlp_sink
 from bench.rows import CREATE
+from devtools.oidc_provider import AUDIENCE, Provider, openid_provider
 from devtools.pgcluster import APP_USER, PgCluster, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,14 +66,34 @@ def tracing_cases(path: str) -> tuple[str, list[tuple[str, str, str]]]:
     )
 
 
-def servers(env: dict[str, str], collector: str) -> list[tuple[str, str, dict[str, str]]]:
+# What a valid bearer token costs on the same read: the stack with AUTH__MODE=oidc (a local
+# OpenID provider) against the stack without authentication.
+def auth_cases(path: str) -> tuple[str, list[tuple[str, str, str]]]:
+    return (
+        f"GET {path.replace('/1', '/{id}')}, bearer token",
+        [
+            ("stack, AUTH__MODE=oidc, a valid token", "authed", path),
+            ("stack, AUTH__MODE=none", "stack", path),
+        ],
+    )
+
+
+def servers(
+    env: dict[str, str], collector: str, provider: Provider
+) -> list[tuple[str, str, dict[str, str]]]:
     """(name, app, environment) of each server the cases use."""
     traced = env | {"OTEL_EXPORTER_OTLP_ENDPOINT": collector}
+    authed = env | {
+        "AUTH__MODE": "oidc",
+        "AUTH__ISSUER": provider.issuer,
+        "AUTH__AUDIENCE": AUDIENCE,
+    }
     return [
         ("stack", "bench.stack_app:app", env),
         ("bare", "bench.bare_app:app", env),
         ("traced_all", "bench.stack_app:app", traced | {"OTEL_TRACES_SAMPLER": "always_on"}),
         ("traced_default", "bench.stack_app:app", traced),
+        ("authed", "bench.stack_app:app", authed),
     ]
 
 
@@ -121,7 +143,14 @@ def cpu_seconds(master: int) -> float:
     return total / ticks
 
 
-def wrk(url: str, *, seconds: int, connections: int, master: int | None = None) -> Sample:
+def wrk(
+    url: str,
+    *,
+    seconds: int,
+    connections: int,
+    master: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> Sample:
     command = [
         "taskset",
         "-c",
@@ -134,6 +163,7 @@ def wrk(url: str, *, seconds: int, connections: int, master: int | None = None) 
         # A slow answer is not a failed one: wrk's 2 s default counts it as a socket error.
         "--timeout",
         "10s",
+        *[f"--header={name}: {value}" for name, value in (headers or {}).items()],
         url,
     ]
     before = cpu_seconds(master) if master else 0.0
@@ -158,7 +188,8 @@ def start_server(app: str, env: dict[str, str], log: Path) -> tuple[subprocess.P
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/bench/rows/1", timeout=1).status_code == 200:
+            # Up and serving: 200, or 401 where a token is required.
+            if httpx.get(f"http://127.0.0.1:{port}/bench/rows/1", timeout=1).status_code < 500:
                 return process, port
         except httpx.TransportError:
             pass
@@ -172,13 +203,16 @@ def bench_env(cluster: PgCluster) -> dict[str, str]:
     return {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("APP_", "DB__", "HTTP__", "LOG__", "SERVER__", "PROBES__", "OTEL_"))
+        if not key.startswith(
+            ("APP_", "DB__", "HTTP__", "LOG__", "SERVER__", "PROBES__", "OTEL_", "AUTH__")
+        )
     } | {
         "APP_ENV": "production",
         "DATABASE_URL": cluster.url(),
         "DB__SSLMODE": "verify-full",
         "DB__SSLROOTCERT": str(cluster.ca_file),
         "HTTP__ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "AUTH__MODE": "none",
         "HOST": "127.0.0.1",
         "WEB_CONCURRENCY": "2",
         # Steady state: no worker recycling in the middle of a round (bench.server measures it).
@@ -192,7 +226,7 @@ def has_example() -> bool:
 
 def prepare_database(cluster: PgCluster, env: dict[str, str]) -> None:
     """Migrate, and one row to read (id 1): in the bench's table, and the example's."""
-    # Four servers of 2 workers hold up to 90 connections at once (the bare app's pools are
+    # Five servers of 2 workers hold up to 110 connections at once (the bare app's pools are
     # SQLAlchemy's 5 + 10): more than PostgreSQL's default 100 minus the reserved ones.
     cluster.psql("ALTER SYSTEM SET max_connections = 200")
     cluster.stop()
@@ -229,17 +263,19 @@ def main() -> int:
     # The receiver's thread shares wrk's core, not the servers' (threads inherit affinity).
     os.sched_setaffinity(0, {0})
     try:
-        with otlp_sink() as sink:
+        with otlp_sink() as sink, openid_provider() as provider:
             env = bench_env(cluster)
             prepare_database(cluster, env)
             targets: dict[str, int] = {}
             masters: dict[str, int] = {}
-            for name, app, server_env in servers(env, sink.endpoint):
+            for name, app, server_env in servers(env, sink.endpoint, provider):
                 process, port = start_server(app, server_env, workdir / f"{name}.log")
                 running.append(process)
                 targets[name] = port
                 masters[name] = process.pid
-            status = run_rounds(args, targets, masters)
+            token = provider.token(scope="items:read bench:read", lifetime=3600)
+            headers = {"authed": {"Authorization": f"Bearer {token}"}}
+            status = run_rounds(args, targets, masters, headers)
             print(
                 f"\nThe tracing rows' receiver took {sink.exports:,} exports "
                 f"({sink.received_bytes / 1e6:,.1f} MB of spans)."
@@ -254,15 +290,20 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run_rounds(args: argparse.Namespace, targets: dict[str, int], masters: dict[str, int]) -> int:
+def run_rounds(
+    args: argparse.Namespace,
+    targets: dict[str, int],
+    masters: dict[str, int],
+    headers: dict[str, dict[str, str]],
+) -> int:
     """Warm-up, then the interleaved rounds; prints the table."""
     read = "/api/v1/items/1" if has_example() else "/bench/rows/1"
     all_cases = CASES | (dict([EXAMPLE_READ]) if has_example() else {})
-    all_cases |= dict([tracing_cases(read)])
+    all_cases |= dict([tracing_cases(read), auth_cases(read)])
     for cases in all_cases.values():  # warm-up: pools filled, first-request costs paid
         for _, server, path in cases:
-            port = targets[server]
-            wrk(f"http://127.0.0.1:{port}{path}", seconds=2, connections=args.connections)
+            url = f"http://127.0.0.1:{targets[server]}{path}"
+            wrk(url, seconds=2, connections=args.connections, headers=headers.get(server))
 
     samples: dict[tuple[str, str], list[Sample]] = {}
     for round_no in range(args.rounds):
@@ -274,6 +315,7 @@ def run_rounds(args: argparse.Namespace, targets: dict[str, int], masters: dict[
                     seconds=args.seconds,
                     connections=args.connections,
                     master=masters[server],
+                    headers=headers.get(server),
                 )
                 samples.setdefault((endpoint, label), []).append(sample)
         print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr, flush=True)

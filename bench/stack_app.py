@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path
 from sqlalchemy import bindparam, select
 
+from app.auth.dependency import requires
 from app.db.base import BIGINT_MAX
 from app.db.session import DbSession
 from app.factory import add_routes, create_app
@@ -24,7 +25,8 @@ _BY_ID = select(*ROWS.c).where(ROWS.c.id == bindparam("row_id"))
 router = APIRouter(prefix="/bench/rows")
 
 
-@router.get("/{row_id}")
+# With AUTH__MODE=oidc (the bench's token row) a token with this scope; none needed otherwise.
+@router.get("/{row_id}", dependencies=[requires("bench:read")])
 async def get_row(
     row_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)], session: DbSession
 ) -> RowPublic:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
 
+from app.auth.dependency import requires
+from app.auth.tokens import Principal
 from app.db.session import DbSession
 from app.factory import add_routes, create_app
 from app.settings import Settings
@@ -54,8 +57,21 @@ async def db_sleep(seconds: float, session: DbSession) -> dict[str, float]:
     return {"slept": seconds}
 
 
+private = APIRouter(prefix="/_test/private")
+
+
+@private.get("")
+async def read_private(caller: Annotated[Principal, requires("notes:read")]) -> dict[str, Any]:
+    return {"subject": caller.subject, "client_id": caller.client_id}
+
+
+@private.post("")
+async def write_private(caller: Annotated[Principal, requires("notes:write")]) -> dict[str, str]:
+    return {"subject": caller.subject}
+
+
 def service_with_test_routes(settings: Settings | None = None) -> FastAPI:
     app = create_app(settings)
-    add_routes(app, faults)
-    add_routes(app, notes.router)
+    for router in (faults, notes.router, private):
+        add_routes(app, router)
     return app

@@ -33,8 +33,18 @@ ROOT = Path(__file__).resolve().parent.parent
 # generated service's tests hold whatever its name.
 SERVICE = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["service"]
 # Variables a developer's shell might carry that would change what a test means.
-_OWN_PREFIXES = ("APP_", "DB__", "PROBES__", "SERVER__", "LOG__", "HTTP__", "BREAKER__", "OTEL_")
-_OWN_NAMES = {"DATABASE_URL", "PORT", "HOST", "WEB_CONCURRENCY"}
+_OWN_PREFIXES = (
+    "APP_",
+    "DB__",
+    "PROBES__",
+    "SERVER__",
+    "LOG__",
+    "HTTP__",
+    "BREAKER__",
+    "OTEL_",
+    "AUTH__",
+)
+_OWN_NAMES = {"DATABASE_URL", "DATABASE_URL_FILE", "SECRETS_DIR", "PORT", "HOST", "WEB_CONCURRENCY"}
 # Set when a template repository's suite runs this (generated) service's suite alongside it.
 ALONGSIDE = "TEMPLATE_SUITE_ALONGSIDE"
 # Set when the tests run under `make test`; a nested make would then announce its directory.

@@ -4,6 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
+from app.auth.dependency import requires
 from app.db.base import BIGINT_MAX
 from app.db.session import DbSession
 from app.errors import PROBLEM_JSON
@@ -38,16 +39,19 @@ router = APIRouter(
     tags=["items"],
     responses={422: _problem | {"description": "Invalid input"}},
 )
+# With AUTH__MODE=oidc a token with these scopes (app/auth/dependency.py); none needed otherwise.
+READ = [requires("items:read")]
+WRITE = [requires("items:write")]
 _missing: Responses = {404: _problem | {"description": "No such item"}}
 _taken: Responses = {409: _problem | {"description": "Name already taken"}}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=_taken)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=_taken, dependencies=WRITE)
 async def create_item(data: ItemCreate, items: Items) -> ItemPublic:
     return await items.create(data)
 
 
-@router.get("")
+@router.get("", dependencies=READ)
 async def list_items(
     items: Items,
     after: Annotated[
@@ -58,17 +62,22 @@ async def list_items(
     return await items.page(after=after, limit=limit)
 
 
-@router.get("/{item_id}", responses=_missing)
+@router.get("/{item_id}", responses=_missing, dependencies=READ)
 async def get_item(item_id: ItemId, items: Items) -> ItemPublic:
     return await items.get(item_id)
 
 
-@router.patch("/{item_id}", responses=_missing | _taken)
+@router.patch("/{item_id}", responses=_missing | _taken, dependencies=WRITE)
 async def update_item(item_id: ItemId, data: ItemUpdate, items: Items) -> ItemPublic:
     return await items.update(item_id, data)
 
 
-@router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_missing)
+@router.delete(
+    "/{item_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_missing,
+    dependencies=WRITE,
+)
 async def delete_item(item_id: ItemId, items: Items) -> Response:
     await items.delete(item_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

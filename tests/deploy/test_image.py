@@ -55,6 +55,7 @@ def production_env(pg: PgCluster, database: str) -> dict[str, str]:
         "DB__SSLMODE": "verify-full",
         "DB__SSLROOTCERT": CA_IN_CONTAINER,
         "HTTP__ALLOWED_HOSTS": "127.0.0.1",
+        "AUTH__MODE": "none",
     }
 
 

@@ -27,6 +27,7 @@ def server(migrated: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "APP_ENV": "production",
         "HTTP__ALLOWED_HOSTS": "127.0.0.1,localhost",
         "HTTP__MAX_BODY_BYTES": "2048",
+        "AUTH__MODE": "none",
     }
     log = tmp_path_factory.mktemp("prod") / "gunicorn.log"
     with gunicorn(env, log, workers=2, app=FAULT_APP) as running:

@@ -29,8 +29,8 @@ def test_all_invalid_values_are_reported_together_by_variable_name() -> None:
 
 def test_all_production_rules_are_reported_together_whatever_the_field_order() -> None:
     found = problems(app_env="production")
-    assert names(found) == {"DATABASE_URL", "DB__SSLMODE", "HTTP__ALLOWED_HOSTS"}
-    assert len(found) == 3  # one line each
+    assert names(found) == {"DATABASE_URL", "DB__SSLMODE", "AUTH__MODE", "HTTP__ALLOWED_HOSTS"}
+    assert len(found) == 4  # one line each
 
 
 def test_the_production_rules_apply_to_production_only() -> None:
@@ -46,6 +46,7 @@ def test_valid_production_settings_load(tmp_path: Path) -> None:
         http={"allowed_hosts": "api.example.com,*.internal"},
         database_url=f"postgres://app:{SECRET_IN_URL}@db.internal:5432/app",
         db={"sslmode": "verify-full", "sslrootcert": ca},
+        auth={"mode": "oidc", "issuer": "https://login.example.com", "audience": "api"},
     )
     assert settings.http.allowed_hosts == ["api.example.com", "*.internal"]
     url = settings.database_url_object()
@@ -84,6 +85,7 @@ def test_production_refuses_weak_tls_unless_overridden() -> None:
         "app_env": "production",
         "http": {"allowed_hosts": ["api.example.com"]},
         "database_url": "postgresql://u:p@db/app",
+        "auth": {"mode": "none"},
     }
     assert problems(**base, db={"sslmode": "require"})[0].startswith("DB__SSLMODE:")
     allowed = load_settings(

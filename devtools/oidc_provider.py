@@ -1,0 +1,126 @@
+"""A real OpenID provider on loopback, for the tests and `make bench`: discovery, a JWKS it can
+rotate, tokens signed with keys it generates, and a switch that takes it down. Counts its hits."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+AUDIENCE = "api://service-under-test"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    algorithm: str
+    private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+    @classmethod
+    def new(cls, algorithm: str = "RS256") -> SigningKey:
+        private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+        if algorithm == "ES256":
+            private = ec.generate_private_key(ec.SECP256R1())
+        else:
+            private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return cls(uuid.uuid4().hex[:12], algorithm, private)
+
+    def jwk(self) -> dict[str, Any]:
+        public = self.private.public_key()
+        exported = (
+            ECAlgorithm.to_jwk(public, as_dict=True)
+            if isinstance(public, ec.EllipticCurvePublicKey)
+            else RSAAlgorithm.to_jwk(public, as_dict=True)
+        )
+        return exported | {"kid": self.kid, "use": "sig", "alg": self.algorithm}
+
+
+@dataclass
+class Provider:
+    port: int = 0
+    keys: list[SigningKey] = field(default_factory=lambda: [SigningKey.new()])
+    hits: int = 0
+    down: bool = False
+
+    @property
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def rotate(self, algorithm: str = "RS256") -> SigningKey:
+        """Publish a new key beside the old ones (as providers do before signing with it)."""
+        key = SigningKey.new(algorithm)
+        self.keys = [*self.keys, key]
+        return key
+
+    def token(
+        self,
+        *,
+        key: SigningKey | None = None,
+        scope: str = "items:read items:write",
+        lifetime: int = 300,
+        headers: dict[str, Any] | None = None,
+        **claims: Any,
+    ) -> str:
+        key = key or self.keys[0]
+        now = int(time.time())
+        body = {
+            "iss": self.issuer,
+            "aud": AUDIENCE,
+            "sub": "user-1234",
+            "client_id": "client-abc",
+            "scope": scope,
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+        } | claims
+        header = {"kid": key.kid, "typ": "at+jwt"} | (headers or {})
+        return jwt.encode(body, key.private, algorithm=key.algorithm, headers=header)
+
+    def answer(self, path: str) -> tuple[int, dict[str, Any]]:
+        self.hits += 1
+        if self.down:
+            return 503, {"error": "down for the test"}
+        if path == "/.well-known/openid-configuration":
+            return 200, {"issuer": self.issuer, "jwks_uri": f"{self.issuer}/jwks"}
+        if path == "/jwks":
+            return 200, {"keys": [key.jwk() for key in self.keys]}
+        return 404, {}
+
+
+@contextmanager
+def openid_provider() -> Iterator[Provider]:
+    provider = Provider()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, document = provider.answer(self.path)
+            body = json.dumps(document).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    provider.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield provider
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -1,0 +1,243 @@
+"""Bearer tokens from a real OpenID provider (`tests/oidc.py`), checked in-process by the real
+app in production mode: every classic attack refused, the provider's outages survived."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from app.settings import Settings
+from devtools.oidc_provider import AUDIENCE, Provider, SigningKey, openid_provider
+from devtools.pgcluster import PgCluster
+from tests.routes import service_with_test_routes
+from tests.support import asgi_client, make_settings, needs_example
+
+
+@pytest.fixture
+def provider() -> Iterator[Provider]:
+    with openid_provider() as found:
+        yield found
+
+
+def oidc_settings(
+    cluster: PgCluster, provider: Provider, *, docs: bool = False, **auth: Any
+) -> Settings:
+    return make_settings(
+        cluster,
+        app_env="production",
+        log={"format": "json"},
+        http={"allowed_hosts": ["testserver"], "docs": docs},
+        auth={"mode": "oidc", "issuer": provider.issuer, "audience": AUDIENCE} | auth,
+    )
+
+
+@asynccontextmanager
+async def service(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(service_with_test_routes(settings)) as client:
+        yield client
+
+
+async def keys_fetched(client: httpx.AsyncClient, token: str, within: float = 10.0) -> None:
+    """Wait for the startup fetch of the provider's keys (it runs in the background)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if (await call(client, token)).status_code != 503:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the provider's keys did not arrive within {within} s")
+
+
+async def call(client: httpx.AsyncClient, token: str | None, method: str = "GET") -> httpx.Response:
+    headers = {"authorization": f"Bearer {token}"} if token is not None else {}
+    return await client.request(method, "/_test/private", headers=headers)
+
+
+def scoped(provider: Provider, scope: str = "notes:read notes:write", **claims: Any) -> str:
+    return provider.token(scope=scope, **claims)
+
+
+async def test_a_valid_token_with_each_scope(migrated: PgCluster, provider: Provider) -> None:
+    async with service(oidc_settings(migrated, provider)) as client:
+        await keys_fetched(client, scoped(provider))
+        read = await call(client, scoped(provider, "notes:read"))
+        assert read.status_code == 200
+        assert read.json() == {"subject": "user-1234", "client_id": "client-abc"}
+        assert (await call(client, scoped(provider, "notes:write"), "POST")).status_code == 200
+        # scp as a list, as some providers send it
+        listed = provider.token(scope="", scp=["notes:read"])
+        assert (await call(client, listed)).status_code == 200
+
+
+async def test_a_missing_scope_is_403_naming_it(migrated: PgCluster, provider: Provider) -> None:
+    async with service(oidc_settings(migrated, provider)) as client:
+        await keys_fetched(client, scoped(provider))
+        refused = await call(client, scoped(provider, "notes:read"), "POST")
+        assert refused.status_code == 403
+        assert refused.headers["www-authenticate"] == (
+            'Bearer error="insufficient_scope", scope="notes:write"'
+        )
+        assert refused.headers["content-type"] == "application/problem+json"
+
+
+def hs256(claims: dict[str, Any], kid: str, *, secret: bytes) -> str:
+    """Signed by hand: PyJWT itself refuses to use a public key as an HMAC secret."""
+
+    def part(value: dict[str, Any]) -> bytes:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=")
+
+    signing_input = part({"alg": "HS256", "typ": "JWT", "kid": kid}) + b"." + part(claims)
+    signature = hmac.new(secret, signing_input, hashlib.sha256).digest()
+    return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode()
+
+
+def forged(provider: Provider) -> dict[str, str | None]:
+    """Every token that must be refused, by what is wrong with it."""
+    key = provider.keys[0]
+    now = int(time.time())
+    public_pem = key.private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    claims = {"iss": provider.issuer, "aud": AUDIENCE, "sub": "x", "iat": now, "exp": now + 60}
+    return {
+        "missing": None,
+        "wrong audience": provider.token(aud="api://another-service"),
+        "wrong issuer": provider.token(iss="https://evil.example.com"),
+        "expired": provider.token(iat=now - 600, nbf=now - 600, exp=now - 300),
+        "not yet valid": provider.token(nbf=now + 300),
+        "key not in the JWKS": provider.token(key=SigningKey.new()),
+        "alg none": jwt.encode(
+            claims,
+            None,  # type: ignore[arg-type]  # "none" takes no key, which the stubs do not allow
+            algorithm="none",
+            headers={"kid": key.kid},
+        ),
+        "HS256 signed with the public key": hs256(claims, key.kid, secret=public_pem),
+        "garbage": "not.a.token",
+        "no exp": provider.token(exp=None),
+        "an ID token's typ": provider.token(headers={"typ": "JWT+id"}),
+    }
+
+
+async def test_every_forged_or_invalid_token_is_401_without_saying_why(
+    migrated: PgCluster, provider: Provider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with service(oidc_settings(migrated, provider)) as client:
+        await keys_fetched(client, scoped(provider))
+        capsys.readouterr()
+        tokens = forged(provider)
+        for case, token in tokens.items():
+            refused = await call(client, token)
+            assert refused.status_code == 401, case
+            expected = 'Bearer error="invalid_token"' if token else "Bearer"
+            assert refused.headers["www-authenticate"] == expected, case
+            assert refused.json()["detail"] in (
+                "The bearer token is not valid.",
+                "A bearer token is required.",
+            )
+        logged = capsys.readouterr().err
+    reasons = [json.loads(line) for line in logged.splitlines() if "token_refused" in line]
+    assert len(reasons) == len(tokens) - 1  # each refusal logged with its reason, at info
+    for token in filter(None, tokens.values()):
+        assert token not in logged  # never a token in a log line
+
+
+async def test_a_rotated_in_key_works_without_restart(
+    migrated: PgCluster, provider: Provider
+) -> None:
+    refetch = 1.0
+    async with service(oidc_settings(migrated, provider, jwks_refetch_seconds=refetch)) as client:
+        await keys_fetched(client, scoped(provider))
+        await asyncio.sleep(refetch)  # refetches are rate-limited from the last fetch
+        new = provider.rotate("ES256")
+        answered = await call(client, provider.token(key=new, scope="notes:read"))
+        assert answered.status_code == 200
+
+
+async def test_the_provider_down_with_known_keys_and_a_flood_of_unknown_ones(
+    migrated: PgCluster, provider: Provider
+) -> None:
+    async with service(oidc_settings(migrated, provider)) as client:
+        await keys_fetched(client, scoped(provider))
+        provider.down = True
+        hits = provider.hits
+        assert (await call(client, scoped(provider))).status_code == 200
+        for _ in range(20):
+            stranger = provider.token(key=SigningKey.new(), headers={"kid": uuid.uuid4().hex})
+            assert (await call(client, stranger)).status_code == 401
+        assert provider.hits - hits <= 2  # one refetch (discovery + JWKS), not twenty
+        assert (await call(client, scoped(provider))).status_code == 200
+
+
+async def test_the_provider_down_at_startup_is_503_then_recovery(
+    migrated: PgCluster, provider: Provider
+) -> None:
+    provider.down = True
+    async with service(oidc_settings(migrated, provider)) as client:
+        waiting = await call(client, scoped(provider))
+        assert waiting.status_code == 503
+        assert (await client.get("/ready")).status_code == 200  # not the provider's business
+        provider.down = False
+        await keys_fetched(client, scoped(provider), within=10)
+        assert (await call(client, scoped(provider))).status_code == 200
+
+
+async def test_openapi_declares_the_bearer_scheme_on_protected_routes(
+    migrated: PgCluster, provider: Provider
+) -> None:
+    settings = oidc_settings(
+        migrated, provider, http={"allowed_hosts": ["testserver"], "docs": True}
+    )
+    async with service(settings) as client:
+        document = (await client.get("/openapi.json")).json()
+    assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert document["paths"]["/_test/private"]["get"]["security"] == [{"HTTPBearer": []}]
+    assert "security" not in document["paths"]["/health"]["get"]
+
+
+async def test_no_authentication_in_production_is_a_warning_at_every_start(
+    migrated: PgCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = make_settings(
+        migrated,
+        app_env="production",
+        log={"format": "json"},
+        http={"allowed_hosts": ["testserver"]},
+        auth={"mode": "none"},
+    )
+    for _ in range(2):
+        async with service(settings) as client:
+            assert (await call(client, None)).status_code == 200  # anyone may call
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    warned = [line for line in lines if line.get("event") == "authentication_disabled"]
+    assert [line["level"] for line in warned] == ["warning", "warning"]
+
+
+@needs_example
+async def test_the_example_needs_items_read_and_items_write(
+    migrated: PgCluster, provider: Provider
+) -> None:
+    async with service(oidc_settings(migrated, provider)) as client:
+        await keys_fetched(client, scoped(provider))
+        reader = {"authorization": f"Bearer {provider.token(scope='items:read')}"}
+        writer = {"authorization": f"Bearer {provider.token(scope='items:write')}"}
+        assert (await client.get("/api/v1/items", headers=reader)).status_code == 200
+        assert (await client.get("/api/v1/items", headers=writer)).status_code == 403
+        created = await client.post("/api/v1/items", json={"name": "auth-lamp"}, headers=writer)
+        assert created.status_code == 201
+        assert (
+            await client.post("/api/v1/items", json={"name": "x"}, headers=reader)
+        ).status_code == 403
+        assert (await client.get("/api/v1/items")).status_code == 401

@@ -1,0 +1,62 @@
+"""Authentication in the real server: Gunicorn, production mode, 2 workers, a real OpenID
+provider on loopback that is down when the service starts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devtools.oidc_provider import AUDIENCE, openid_provider
+from devtools.pgcluster import PgCluster
+from tests.server.test_metrics import FAULT_APP
+from tests.support import db_env, gunicorn, wait_for
+
+pytestmark = pytest.mark.slow
+
+PRIVATE = "/_test/private"
+# A worker retries the provider every 5 s until it has its keys (app/auth/keys.py).
+RETRY_S = 5.0
+
+
+def test_tokens_in_production_with_a_provider_down_at_startup(
+    migrated: PgCluster, tmp_path: Path
+) -> None:
+    with openid_provider() as provider:
+        provider.down = True
+        env = db_env(migrated) | {
+            "APP_ENV": "production",
+            "HTTP__ALLOWED_HOSTS": "127.0.0.1",
+            "LOG__FORMAT": "json",
+            "AUTH__MODE": "oidc",
+            "AUTH__ISSUER": provider.issuer,
+            "AUTH__AUDIENCE": AUDIENCE,
+        }
+        with gunicorn(env, tmp_path / "gunicorn.log", workers=2, app=FAULT_APP) as server:
+            url = f"{server.base_url}{PRIVATE}"
+            wait_for(f"{server.base_url}/ready")  # ready without the provider
+            token = provider.token(scope="notes:read")
+            bearer = {"authorization": f"Bearer {token}"}
+            assert httpx.get(url, headers=bearer).status_code == 503
+            provider.down = False
+            # Both workers recover by themselves (a new connection each: either may answer).
+            deadline = time.monotonic() + 2 * RETRY_S + 5
+            streak = 0
+            while streak < 10:
+                assert time.monotonic() < deadline, "the workers did not get the keys"
+                streak = streak + 1 if httpx.get(url, headers=bearer).status_code == 200 else 0
+            assert httpx.get(url).status_code == 401
+            forged = provider.token(scope="notes:read", aud="api://someone-else")
+            assert httpx.get(url, headers={"authorization": f"Bearer {forged}"}).status_code == 401
+            assert httpx.post(url, headers=bearer).status_code == 403
+            assert httpx.get(f"{server.base_url}/health").status_code == 200  # never a token
+            served = httpx.get(url, headers=bearer)
+            request_id = served.headers["x-request-id"]
+        output = server.output()
+        events = server.events()
+    assert token not in output
+    assert forged not in output
+    [access] = [e for e in events if e.get("request_id") == request_id and "status" in e]
+    assert (access["subject"], access["client_id"]) == ("user-1234", "client-abc")
