@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         *ROUTERS,
     ):
         add_routes(app, router)
-    install_openapi(app, no_database=frozenset({"/health"}))
+    install_openapi(app, no_database=frozenset({"/health"}), secured=settings.auth_mode == "oidc")
     return app
 
 

@@ -153,36 +153,48 @@ def make_lifespan(
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with authentication(settings) as authenticator, serving(app) as state:
+        async with (
+            authentication(settings) as authenticator,
+            worker_resources(app, settings, metrics) as state,
+        ):
             yield state | {AUTH_KEY: authenticator}
 
-    @asynccontextmanager
-    async def serving(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        database = await open_database(settings)
-        tracing = open_tracing(settings, database)
-        readiness = ReadinessCheck(
-            database.engine if database else None,
-            database.breaker if database else None,
-            timeout=settings.probes.ready_timeout,
-            cache_ttl=settings.probes.ready_cache_ttl,
-        )
-        sampler = asyncio.create_task(_sample_metrics(metrics, database, tracing))
-        log.info("app_started", database=database is not None, tracing=tracing is not None)
-        try:
-            yield lifespan_state(Resources(settings, database, readiness)) | {
-                # The routes are final now: every route's template, prefixes included.
-                route_templates.STATE_KEY: route_templates.route_templates(app.routes),
-                TRACING_KEY: tracing,
-            }
-        finally:
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
-            if database is not None:
-                await database.engine.dispose()
-                log.info("database_disposed")
-            if tracing is not None:
-                await stop_tracing(tracing)  # bounded: FLUSH_TIMEOUT_S
-            _publish(metrics, tracing)  # what this worker counted since the last second
-
     return lifespan
+
+
+@asynccontextmanager
+async def worker_resources(
+    app: FastAPI, settings: Settings, metrics: Metrics
+) -> AsyncIterator[dict[str, Any]]:
+    """Database, tracing, readiness and the metrics sampler, released in reverse."""
+    database = await open_database(settings)
+    tracing = open_tracing(settings, database)
+    readiness = ReadinessCheck(
+        database.engine if database else None,
+        database.breaker if database else None,
+        timeout=settings.probes.ready_timeout,
+        cache_ttl=settings.probes.ready_cache_ttl,
+    )
+    sampler = asyncio.create_task(_sample_metrics(metrics, database, tracing))
+    log.info(
+        "app_started",
+        database=database is not None,
+        tracing=tracing is not None,
+        auth=settings.auth_mode,
+    )
+    try:
+        yield lifespan_state(Resources(settings, database, readiness)) | {
+            # The routes are final now: every route's template, prefixes included.
+            route_templates.STATE_KEY: route_templates.route_templates(app.routes),
+            TRACING_KEY: tracing,
+        }
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+        if database is not None:
+            await database.engine.dispose()
+            log.info("database_disposed")
+        if tracing is not None:
+            await stop_tracing(tracing)  # bounded: FLUSH_TIMEOUT_S
+        _publish(metrics, tracing)  # what this worker counted since the last second

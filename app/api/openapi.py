@@ -18,8 +18,9 @@ _ALWAYS = (400, 413, 500, 504)
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
 
-def install_openapi(app: FastAPI, *, no_database: frozenset[str]) -> None:
-    """Replace `app.openapi` with a generator that documents the error responses."""
+def install_openapi(app: FastAPI, *, no_database: frozenset[str], secured: bool) -> None:
+    """Replace `app.openapi` with a generator that documents the error responses, and the
+    bearer scheme where it is enforced (`secured`, AUTH__MODE=oidc) and only there."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
@@ -32,10 +33,17 @@ def install_openapi(app: FastAPI, *, no_database: frozenset[str]) -> None:
             components[model.__name__] = model.model_json_schema(
                 ref_template="#/components/schemas/{model}"
             )
+        if not secured:
+            schema["components"].pop("securitySchemes", None)
         for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
                 responses: dict[str, Any] = operation.setdefault("responses", {})
                 codes = [*_ALWAYS, *(() if path in no_database else (503,))]
+                if "security" in operation:
+                    if secured:
+                        codes += [401, 403]
+                    else:
+                        del operation["security"]
                 for code in codes:
                     responses.setdefault(str(code), {})
                 for code, response in responses.items():

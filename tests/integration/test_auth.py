@@ -197,13 +197,14 @@ async def test_the_provider_down_at_startup_is_503_then_recovery(
 async def test_openapi_declares_the_bearer_scheme_on_protected_routes(
     migrated: PgCluster, provider: Provider
 ) -> None:
-    settings = oidc_settings(
-        migrated, provider, http={"allowed_hosts": ["testserver"], "docs": True}
-    )
-    async with service(settings) as client:
+    async with service(oidc_settings(migrated, provider, docs=True)) as client:
         document = (await client.get("/openapi.json")).json()
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
-    assert document["paths"]["/_test/private"]["get"]["security"] == [{"HTTPBearer": []}]
+    # OpenAPI 3.1 lets a bearer requirement name the scopes (roles) it needs.
+    assert document["paths"]["/_test/private"]["get"]["security"] == [
+        {"HTTPBearer": ["notes:read"]}
+    ]
+    assert {"401", "403"} <= set(document["paths"]["/_test/private"]["get"]["responses"])
     assert "security" not in document["paths"]["/health"]["get"]
 
 
