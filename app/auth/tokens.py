@@ -69,6 +69,10 @@ async def verify(token: str, keys: ProviderKeys, rules: TokenRules) -> Principal
         )
     except jwt.PyJWTError as exc:
         raise InvalidToken(type(exc).__name__) from None
+    except TypeError:
+        # An allowed algorithm with a key of another type (ES256 naming an RSA key's kid):
+        # PyJWT raises TypeError there, not one of its own errors.
+        raise InvalidToken("the algorithm does not fit the key") from None
     return Principal(
         subject=str(claims["sub"]),
         client_id=claims.get("client_id") or claims.get("azp"),

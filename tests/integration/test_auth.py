@@ -92,15 +92,25 @@ async def test_a_missing_scope_is_403_naming_it(migrated: PgCluster, provider: P
         assert refused.headers["content-type"] == "application/problem+json"
 
 
+def forge(algorithm: str, kid: str, claims: dict[str, Any], *, signature: bytes) -> str:
+    """A token put together by hand, with whatever header and signature an attacker likes."""
+
+    def part(value: bytes) -> bytes:
+        return base64.urlsafe_b64encode(value).rstrip(b"=")
+
+    header = json.dumps({"alg": algorithm, "typ": "JWT", "kid": kid}).encode()
+    return b".".join([part(header), part(json.dumps(claims).encode()), part(signature)]).decode()
+
+
 def hs256(claims: dict[str, Any], kid: str, *, secret: bytes) -> str:
     """Signed by hand: PyJWT itself refuses to use a public key as an HMAC secret."""
-
-    def part(value: dict[str, Any]) -> bytes:
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=")
-
-    signing_input = part({"alg": "HS256", "typ": "JWT", "kid": kid}) + b"." + part(claims)
+    header = json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode()
+    signing_input = b".".join(
+        base64.urlsafe_b64encode(value).rstrip(b"=")
+        for value in (header, json.dumps(claims).encode())
+    )
     signature = hmac.new(secret, signing_input, hashlib.sha256).digest()
-    return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode()
+    return forge("HS256", kid, claims, signature=signature)
 
 
 def forged(provider: Provider) -> dict[str, str | None]:
@@ -126,6 +136,7 @@ def forged(provider: Provider) -> dict[str, str | None]:
         ),
         "HS256 signed with the public key": hs256(claims, key.kid, secret=public_pem),
         "garbage": "not.a.token",
+        "ES256 naming an RSA key": forge("ES256", key.kid, claims, signature=b"\x00" * 64),
         "no exp": provider.token(exp=None),
         "an ID token's typ": provider.token(headers={"typ": "JWT+id"}),
     }
