@@ -4,18 +4,19 @@ rotate, tokens signed with keys it generates, and a switch that takes it down. C
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from devtools.loopback import serve_in_thread
 
 AUDIENCE = "api://service-under-test"
 
@@ -114,13 +115,5 @@ def openid_provider() -> Iterator[Provider]:
         def log_message(self, *_: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    provider.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_in_thread(Handler) as provider.port:
         yield provider
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
