@@ -256,6 +256,9 @@ class AuthSettings(_Group):
     # A token signed with a key not seen yet fetches the key set again, at most this often:
     # a flood of made-up key ids cannot hammer the provider.
     jwks_refetch_seconds: Annotated[float, Field(ge=1, le=3600)] = 30.0
+    # Tokens already verified, kept per worker until they expire so a caller reusing its token
+    # is checked once (0: check every request in full). About 1.5 KB each.
+    token_cache_size: Annotated[int, Field(ge=0, le=1_000_000)] = 4096
 
     @model_validator(mode="after")
     def _oidc_needs_a_provider(self) -> Self:

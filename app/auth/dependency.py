@@ -18,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityS
 from structlog.contextvars import bind_contextvars
 
 from app.auth.keys import ProviderKeys
+from app.auth.token_cache import VerifiedTokens
 from app.auth.tokens import InvalidToken, KeysUnavailable, Principal, TokenRules, verify
 from app.errors import AppError, ServiceUnavailable
 
@@ -32,6 +33,16 @@ bearer = HTTPBearer(auto_error=False, description="An access token from the Open
 class Authenticator:
     keys: ProviderKeys
     rules: TokenRules
+    verified: VerifiedTokens
+
+    async def caller(self, token: str) -> Principal:
+        """Who the token names; raises `InvalidToken` or `KeysUnavailable`."""
+        known = self.verified.get(token, self.keys.published)
+        if known is not None:
+            return known
+        checked = await verify(token, self.keys, self.rules)
+        self.verified.put(token, checked)
+        return checked.principal
 
 
 class Unauthorized(AppError):
@@ -67,7 +78,7 @@ async def _principal(
     if credentials is None:
         raise Unauthorized("A bearer token is required.", token_sent=False)
     try:
-        caller = await verify(credentials.credentials, authenticator.keys, authenticator.rules)
+        caller = await authenticator.caller(credentials.credentials)
     except KeysUnavailable:
         raise ServiceUnavailable("The identity provider's keys are not known yet.") from None
     except InvalidToken as exc:

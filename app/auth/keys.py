@@ -47,6 +47,10 @@ class ProviderKeys:
         """Whether any key is known: until then protected requests get 503, not 401."""
         return bool(self._keys)
 
+    def published(self, kid: str) -> PyJWK | None:
+        """The key known under this id now, without fetching."""
+        return self._keys.get(kid)
+
     async def key(self, kid: str) -> PyJWK | None:
         """The key with this id; an unknown one is looked for once more, rate-limited."""
         found = self._keys.get(kid)

@@ -14,6 +14,7 @@ import structlog
 
 from app.auth.dependency import Authenticator
 from app.auth.keys import ProviderKeys
+from app.auth.token_cache import VerifiedTokens
 from app.auth.tokens import TokenRules
 from app.settings import AuthSettings, Settings
 
@@ -34,7 +35,7 @@ async def authentication(settings: Settings) -> AsyncIterator[Authenticator | No
         yield None
         return
     async with httpx.AsyncClient(timeout=PROVIDER_TIMEOUT) as client:
-        authenticator = Authenticator(_keys(auth, client), _rules(auth))
+        authenticator = Authenticator(_keys(auth, client), _rules(auth), _verified(auth))
         refresher = asyncio.create_task(authenticator.keys.keep_fresh(REFRESH_EVERY_S))
         try:
             yield authenticator
@@ -53,6 +54,10 @@ def _keys(auth: AuthSettings, client: httpx.AsyncClient) -> ProviderKeys:
         algorithms=frozenset(auth.algorithms),
         refetch_after=auth.jwks_refetch_seconds,
     )
+
+
+def _verified(auth: AuthSettings) -> VerifiedTokens:
+    return VerifiedTokens(auth.token_cache_size, leeway_seconds=auth.leeway_seconds)
 
 
 def _rules(auth: AuthSettings) -> TokenRules:

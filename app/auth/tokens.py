@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jwt
+from jwt import PyJWK
 
 from app.auth.keys import ProviderKeys
 
@@ -33,6 +34,16 @@ class Principal:
 
 
 @dataclass(frozen=True, slots=True)
+class Verified:
+    """A token that passed every check: who it names, the key that signed it, when it expires."""
+
+    principal: Principal
+    kid: str
+    key: PyJWK
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class TokenRules:
     issuer: str
     audience: str
@@ -40,7 +51,7 @@ class TokenRules:
     leeway_seconds: int
 
 
-async def verify(token: str, keys: ProviderKeys, rules: TokenRules) -> Principal:
+async def verify(token: str, keys: ProviderKeys, rules: TokenRules) -> Verified:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -73,11 +84,12 @@ async def verify(token: str, keys: ProviderKeys, rules: TokenRules) -> Principal
         # An allowed algorithm with a key of another type (ES256 naming an RSA key's kid):
         # PyJWT raises TypeError there, not one of its own errors.
         raise InvalidToken("the algorithm does not fit the key") from None
-    return Principal(
+    principal = Principal(
         subject=str(claims["sub"]),
         client_id=claims.get("client_id") or claims.get("azp"),
         scopes=_scopes(claims),
     )
+    return Verified(principal, kid, key, expires_at=float(claims["exp"]))
 
 
 def _scopes(claims: dict[str, object]) -> frozenset[str]:

@@ -177,6 +177,33 @@ async def test_a_rotated_in_key_works_without_restart(
         assert answered.status_code == 200
 
 
+async def test_a_remembered_token_still_expires(migrated: PgCluster, provider: Provider) -> None:
+    async with service(oidc_settings(migrated, provider, leeway_seconds=0)) as client:
+        await keys_fetched(client, scoped(provider))
+        token = provider.token(scope="notes:read", lifetime=2)
+        expires_at = jwt.decode(token, options={"verify_signature": False})["exp"]
+        assert (await call(client, token)).status_code == 200
+        assert (await call(client, token)).status_code == 200  # from the cache
+        await asyncio.sleep(max(0.0, expires_at - time.time()) + 0.1)
+        assert (await call(client, token)).status_code == 401
+
+
+async def test_a_remembered_token_is_refused_once_its_key_is_withdrawn(
+    migrated: PgCluster, provider: Provider
+) -> None:
+    refetch = 1.0
+    settings = oidc_settings(migrated, provider, jwks_refetch_seconds=refetch)
+    async with service(settings) as client:
+        await keys_fetched(client, scoped(provider))
+        old = provider.token(scope="notes:read", lifetime=3600)
+        assert (await call(client, old)).status_code == 200
+        await asyncio.sleep(refetch)
+        provider.keys = [SigningKey.new()]  # the old key compromised and withdrawn
+        # A token signed with the new key makes the service fetch the key set again.
+        assert (await call(client, provider.token(scope="notes:read"))).status_code == 200
+        assert (await call(client, old)).status_code == 401
+
+
 async def test_the_provider_down_with_known_keys_and_a_flood_of_unknown_ones(
     migrated: PgCluster, provider: Provider
 ) -> None:
