@@ -11,7 +11,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: help install run test check lint typecheck pytest coverage mutation migrate print-config clean bench bench-quick
+.PHONY: help install run test check lint typecheck pytest coverage mutation migrate print-config clean bench bench-quick sbom audit hooks template-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -29,7 +29,10 @@ install: .venv/.synced ## create .venv from uv.lock (exact versions, nothing els
 run: install ## serve on http://127.0.0.1:8000 under Gunicorn (local PostgreSQL if no DATABASE_URL)
 	@HOST=$${HOST:-127.0.0.1} $(RUN) python -m devtools.run
 
-test: install check pytest coverage ## lint, type-check, run every test (throwaway PostgreSQL), coverage floor
+# What `make test` runs, in order. .github/workflows/ci.yml runs the same, one step per target
+# (tests/supply_chain/test_workflows.py holds the two equal).
+TEST_STEPS := lint typecheck pytest coverage
+test: install $(TEST_STEPS) ## lint, type-check, run every test (throwaway PostgreSQL), coverage floor
 
 check: lint typecheck ## ruff and mypy --strict
 
@@ -59,6 +62,23 @@ mutation: install ## mutation testing of the breaker, settings, error bodies and
 	$(RUN) mutmut run --max-children 2
 	@$(RUN) mutmut export-cicd-stats
 	$(RUN) python -m devtools.mutation_score --floor $(MUTATION_FLOOR)
+
+SBOM ?= sbom.cdx.json
+sbom: install ## CycloneDX SBOM of the runtime packages (from uv.lock) into $(SBOM)
+	$(UV) export --frozen --no-dev --format cyclonedx1.5 --output-file $(SBOM) > /dev/null
+
+audit: install ## known vulnerabilities in the locked runtime packages (pip-audit, PyPI's data)
+	@mkdir -p .local && $(UV) export --frozen --no-dev --quiet \
+	  --output-file .local/audit-requirements.txt > /dev/null
+# --strict: a package it could not look up fails the audit instead of passing unchecked.
+	$(RUN) pip-audit --requirement .local/audit-requirements.txt --require-hashes --disable-pip \
+	  --strict --progress-spinner off
+
+hooks: install ## pre-commit hooks: make lint and make typecheck before each commit
+	$(RUN) pre-commit install
+
+template-check: install ## cruft check: fails when the template has commits this service lacks
+	$(RUN) cruft check
 
 migrate: install ## apply migrations to DATABASE_URL
 	$(RUN) alembic upgrade head

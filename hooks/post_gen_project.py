@@ -91,6 +91,7 @@ def replacements(
         literal(f'name = "{reference["author"]}"', f'name = "{answers["author"]}"'),
         pattern(rf"(?<![\w.]){reference['port']}(?![\w])", answers["port"]),
         literal(f'python_version = "{old_py}"', f'python_version = "{new_py}"'),
+        literal(f'python-version: "{old_py}"', f'python-version: "{new_py}"'),  # workflows
         requires,
         literal(f"python:{old_py}-", f"python:{new_py}-"),
         literal(f'"py{old_py.replace(".", "")}"', f'"py{new_py.replace(".", "")}"'),

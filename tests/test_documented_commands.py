@@ -24,6 +24,9 @@ RUN_BY = {
     ("README.md", "cruft "): "tests/template/test_cookiecutter.py",
     ("README.md", "cookiecutter "): "tests/template/test_cookiecutter.py",
     ("README.md", "git diff HEAD"): "tests/template/test_cookiecutter.py",
+    ("README.md", "make sbom"): "tests/supply_chain/test_dependencies.py",
+    ("README.md", "make audit"): "tests/supply_chain/test_dependencies.py",
+    ("README.md", "make hooks"): "tests/supply_chain/test_pre_commit.py",
     ("deploy/README.md", "docker build"): "tests/deploy/test_image.py",
     ("deploy/README.md", "docker compose up"): "tests/deploy/test_compose.py",
 }

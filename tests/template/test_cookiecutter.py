@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from devtools.pgcluster import PgCluster, free_port
 from tests.containers import shared
@@ -273,6 +274,11 @@ def test_cruft_creates_checks_and_updates_a_service(tmp_path: Path) -> None:
     readme.write_text(readme.read_text() + f"\nRunbook for {REFERENCE['name']}: TBD.\n")
     git("commit", "--quiet", "-am", "README: runbook stub", cwd=template)
     assert shell(check, project).returncode == 1  # out of date
+    # The service's CI says so, as a warning: its workflow's step, run as the runner would.
+    ci_check = ci_step(project, "make template-check")
+    warned = shell(ci_check, project)
+    assert warned.returncode == 0, warned.stdout + warned.stderr
+    assert "::warning::The template has moved on" in warned.stdout
 
     updated = shell(documented("README.md", "cruft update"), project)
     assert updated.returncode == 0, updated.stdout + updated.stderr
@@ -280,6 +286,19 @@ def test_cruft_creates_checks_and_updates_a_service(tmp_path: Path) -> None:
     assert shell(check, project).returncode == 0
     review = shell(documented("README.md", "git diff HEAD"), project)
     assert "+Runbook for Ledger: TBD." in review.stdout
+    assert "::warning::" not in shell(ci_check, project).stdout
+
+
+def ci_step(project: Path, starts: str) -> str:
+    """The command of the project's CI workflow step that starts with `starts`."""
+    workflow = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
+    (command,) = [
+        step["run"]
+        for job in workflow["jobs"].values()
+        for step in job["steps"]
+        if step.get("run", "").startswith(starts)
+    ]
+    return str(command)
 
 
 def cookiecutter_as_shown(

@@ -1,0 +1,123 @@
+"""The GitHub Actions workflows and the Dependabot file, checked by the tools the ecosystem uses:
+zizmor (security audit, offline here), check-jsonschema (the schemas GitHub's own files follow);
+and CI runs exactly the steps of `make test`, so a green laptop and a green CI mean the same."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support import ROOT, SERVICE
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+DEPENDABOT = ROOT / ".github" / "dependabot.yml"
+BIN = ROOT / ".venv" / "bin"
+
+
+def tool(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / argv[0]), *argv[1:]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def workflow(name: str) -> dict[Any, Any]:
+    loaded: dict[Any, Any] = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
+    return loaded
+
+
+def steps(name: str) -> list[dict[str, Any]]:
+    return [step for job in workflow(name)["jobs"].values() for step in job["steps"]]
+
+
+def test_zizmor_finds_nothing_in_the_workflows() -> None:
+    # The pedantic persona: every audit's findings, the informational ones too. --offline: the
+    # audits that ask GitHub's API (impostor commits, known-vulnerable actions) cannot run
+    # here; every other audit does.
+    audited = tool(
+        "zizmor", "--offline", "--no-progress", "--persona", "pedantic", ".github/workflows"
+    )
+    assert audited.returncode == 0, audited.stdout + audited.stderr
+    assert "No findings to report" in audited.stdout + audited.stderr
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[path.name for path in WORKFLOWS])
+def test_each_workflow_follows_github_s_schema(path: Path) -> None:
+    checked = tool("check-jsonschema", "--builtin-schema", "vendor.github-workflows", str(path))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_dependabot_file_follows_its_schema() -> None:
+    checked = tool("check-jsonschema", "--builtin-schema", "vendor.dependabot", str(DEPENDABOT))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_dependabot_updates_every_ecosystem_with_a_cooldown() -> None:
+    updates = yaml.safe_load(DEPENDABOT.read_text())["updates"]
+    assert {update["package-ecosystem"] for update in updates} == {
+        "uv",
+        "docker",
+        "github-actions",
+    }
+    for update in updates:
+        assert update["cooldown"]["default-days"] >= 3, update["package-ecosystem"]
+        assert update["groups"], update["package-ecosystem"]
+
+
+def test_every_action_is_pinned_by_commit_with_its_version_named() -> None:
+    for path in WORKFLOWS:
+        for line in path.read_text().splitlines():
+            if "uses:" in line:
+                assert re.search(r"uses: [\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d", line), line
+
+
+def test_no_workflow_runs_with_more_than_it_asks_for() -> None:
+    for path in WORKFLOWS:
+        loaded = workflow(path.name)
+        assert loaded["permissions"] == {}, path.name  # nothing by default
+        assert "pull_request_target" not in loaded[True], path.name  # YAML reads `on` as True
+        for job in loaded["jobs"].values():
+            assert job["permissions"].get("contents") == "read", path.name
+            checkout = job["steps"][0]
+            assert checkout["uses"].startswith("actions/checkout@")
+            assert checkout["with"]["persist-credentials"] is False
+
+
+def make_test_steps() -> list[str]:
+    """TEST_STEPS from the Makefile: what `make test` runs after `install`, in order."""
+    (found,) = re.findall(r"^TEST_STEPS := (.+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    return str(found).split()
+
+
+def test_ci_runs_the_steps_of_make_test_in_order() -> None:
+    commands = [step["run"] for step in steps("ci.yml") if "run" in step]
+    made = [command.split()[1] for command in commands if re.fullmatch(r"make [a-z-]+", command)]
+    assert made == make_test_steps()
+    # The only other commands: the system packages `.ci/run` installs too, and cruft's check.
+    others = [command for command in commands if not re.fullmatch(r"make [a-z-]+", command)]
+    assert others[0] == "sudo bash .ci/system-packages"
+    assert "\nbash .ci/system-packages\n" in (ROOT / ".ci" / "run").read_text()
+    assert len(others) == 2
+    assert others[1].startswith("make template-check ||")
+
+
+def test_ci_and_release_use_the_python_and_uv_the_project_uses() -> None:
+    uv = re.search(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert uv is not None
+    for name in ("ci.yml", "release.yml"):
+        used = {
+            step["uses"].split("@")[0]: step.get("with", {})
+            for step in steps(name)
+            if "uses" in step
+        }
+        assert used["actions/setup-python"]["python-version"] == SERVICE["python_version"], name
+        assert used["astral-sh/setup-uv"]["version"] == uv.group(1), name
