@@ -51,7 +51,8 @@ def test_an_entry_dies_with_the_key_that_verified_it() -> None:
     clock, key = Clock(), public_key()
     cache = VerifiedTokens(10, leeway_seconds=0, clock=clock)
     cache.put("token", verified(key, expires_at=clock.now + 60))
-    assert cache.get("token", {}.get) is None  # rotated out
+    nothing: dict[str, PyJWK] = {}
+    assert cache.get("token", nothing.get) is None  # rotated out
     cache.put("token", verified(key, expires_at=clock.now + 60))
     # The same key id published again as another key object (a new fetch): checked in full.
     assert cache.get("token", {"k1": public_key()}.get) is None
