@@ -143,6 +143,25 @@ def test_any_name_generates_a_lint_clean_typed_service(
         check=False,
     )
     assert check.returncode == 0, (check.stdout + check.stderr)[-4000:]
+    # Its own CI files, audited by its own tools (zizmor, the schemas, steps = make test's).
+    audited = subprocess.run(
+        [".venv/bin/pytest", "-q", "-p", "no:randomly", "tests/supply_chain/test_workflows.py"],
+        cwd=tmp_path / slug,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert audited.returncode == 0, (audited.stdout + audited.stderr)[-4000:]
+
+
+def test_the_workflows_use_the_python_version_answered(tmp_path: Path) -> None:
+    generated = cookiecutter(ROOT, tmp_path, "project_name=Later", "python_version=3.13")
+    assert generated.returncode == 0, generated.stderr
+    for name in ("ci.yml", "release.yml"):
+        workflow = (tmp_path / "later" / ".github" / "workflows" / name).read_text()
+        assert 'python-version: "3.13"' in workflow, name
+        assert 'python-version: "3.11"' not in workflow, name
 
 
 def example_traces(project: Path) -> list[str]:
