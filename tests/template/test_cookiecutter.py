@@ -134,25 +134,19 @@ def test_any_name_generates_a_lint_clean_typed_service(
     assert generated.returncode == 0, generated.stderr
     assert [p.name for p in tmp_path.iterdir()] == [slug]
     assert identity_left(tmp_path / slug) == []
-    check = subprocess.run(
-        ["make", "check"],
-        cwd=tmp_path / slug,
-        env=tool_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    check = run_in(tmp_path / slug, "make", "check")
     assert check.returncode == 0, (check.stdout + check.stderr)[-4000:]
     # Its own CI files, audited by its own tools (zizmor, the schemas, steps = make test's).
-    audited = subprocess.run(
-        [".venv/bin/pytest", "-q", "-p", "no:randomly", "tests/supply_chain/test_workflows.py"],
-        cwd=tmp_path / slug,
-        env=tool_env(),
-        capture_output=True,
-        text=True,
-        check=False,
+    audited = run_in(
+        tmp_path / slug, ".venv/bin/pytest", "-q", "tests/supply_chain/test_workflows.py"
     )
     assert audited.returncode == 0, (audited.stdout + audited.stderr)[-4000:]
+
+
+def run_in(project: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, cwd=project, env=tool_env(), capture_output=True, text=True, check=False
+    )
 
 
 def test_the_workflows_use_the_python_version_answered(tmp_path: Path) -> None:
