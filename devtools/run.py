@@ -77,7 +77,7 @@ def main() -> int:
             _say("migrations failed; not starting the server")
             return migrate.returncode
         host = env.get("HOST", "0.0.0.0")  # noqa: S104 - same default as the settings
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - compared, not bound
         _say(f"open http://{shown}:{env.get('PORT', '8000')}/docs  (Ctrl-C stops)")
         server = subprocess.Popen(GUNICORN, env=env, cwd=ROOT)
         # Ctrl-C reaches Gunicorn directly (same process group); this process only waits for

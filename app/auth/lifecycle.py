@@ -61,8 +61,8 @@ def _verified(auth: AuthSettings) -> VerifiedTokens:
 
 
 def _rules(auth: AuthSettings) -> TokenRules:
-    assert auth.issuer is not None  # noqa: S101 - the settings require both with oidc
-    assert auth.audience is not None  # noqa: S101
+    assert auth.issuer is not None  # noqa: S101 - the settings require it with oidc
+    assert auth.audience is not None  # noqa: S101 - the settings require it with oidc
     return TokenRules(
         issuer=auth.issuer,
         audience=auth.audience,
