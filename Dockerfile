@@ -2,14 +2,12 @@
 # No `# syntax=` line: it would make BuildKit pull a frontend image, which fails without a
 # registry; the built-in frontend already has the cache and secret mounts used here.
 
-# Base images as build arguments: point them at your registry's mirror with --build-arg.
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
-
-FROM ${UV_IMAGE} AS uv
+# Base images written out in the FROM lines, not as build arguments: Dependabot proposes their
+# updates only there. Behind a registry mirror, change these lines (deploy/README.md).
+FROM ghcr.io/astral-sh/uv:0.13.9 AS uv
 
 # Build stage: the runtime dependencies from uv.lock only (no dev group), into /app/.venv.
-FROM ${PYTHON_IMAGE} AS build
+FROM python:3.11-slim-bookworm AS build
 COPY --from=uv /uv /usr/local/bin/uv
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 WORKDIR /app
@@ -29,7 +27,7 @@ RUN python -m compileall -q app migrations gunicorn_conf.py
 # Runtime stage: no compilers, no uv, a numeric non-root user (Kubernetes runAsNonRoot can
 # verify a numeric USER only). Writes go to /tmp (tmpfs or emptyDir: metrics files) and
 # /dev/shm (Gunicorn's heartbeat); the rest can be mounted read-only.
-FROM ${PYTHON_IMAGE}
+FROM python:3.11-slim-bookworm
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PATH="/app/.venv/bin:$PATH" \
     APP_ENV=production HOST=0.0.0.0 PORT=8000
 WORKDIR /app

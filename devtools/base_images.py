@@ -47,9 +47,12 @@ SLIM = [f"--dpkgopt=path-exclude=/usr/share/{part}/*" for part in ("doc", "man",
 
 
 def wanted(project: Path = ROOT) -> list[str]:
-    """Base images named by the Dockerfile's `ARG *_IMAGE=` defaults and the Compose file."""
+    """Base images named by the Dockerfile's FROM lines (not its own stages) and the Compose
+    file."""
     dockerfile = (project / "Dockerfile").read_text()
-    images = re.findall(r"^ARG \w+_IMAGE=(\S+)$", dockerfile, flags=re.MULTILINE)
+    stages = set(re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, flags=re.MULTILINE))
+    froms = re.findall(r"^FROM (\S+)", dockerfile, flags=re.MULTILINE)
+    images = [image for image in froms if image not in stages]
     compose = yaml.safe_load((project / "docker-compose.yml").read_text())
     images += [s["image"] for s in compose["services"].values() if "build" not in s]
     return sorted(set(images))

@@ -110,7 +110,7 @@ def test_ci_runs_the_steps_of_make_test_in_order() -> None:
     assert others[1].startswith("make template-check ||")
 
 
-def test_ci_and_release_use_the_python_and_uv_the_project_uses() -> None:
+def test_ci_release_and_image_use_the_python_and_uv_the_project_uses() -> None:
     uv = re.search(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
     assert uv is not None
     for name in ("ci.yml", "release.yml"):
@@ -121,3 +121,7 @@ def test_ci_and_release_use_the_python_and_uv_the_project_uses() -> None:
         }
         assert used["actions/setup-python"]["python-version"] == SERVICE["python_version"], name
         assert used["astral-sh/setup-uv"]["version"] == uv.group(1), name
+    # Dependabot bumps each file on its own; this fails its pull request until they agree.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"FROM ghcr.io/astral-sh/uv:{uv.group(1)} AS uv" in dockerfile
+    assert f"FROM python:{SERVICE['python_version']}-slim" in dockerfile
