@@ -64,7 +64,7 @@ mutation: install ## mutation testing of the breaker, settings, error bodies and
 	$(RUN) python -m devtools.mutation_score --floor $(MUTATION_FLOOR)
 
 SBOM ?= sbom.cdx.json
-sbom: install ## CycloneDX SBOM of the runtime packages (from uv.lock) into $(SBOM)
+sbom: | $(UV) ## CycloneDX SBOM of the runtime packages (from uv.lock) into $(SBOM); installs nothing
 	$(UV) export --frozen --no-dev --format cyclonedx1.5 --output-file $(SBOM) > /dev/null
 
 audit: install ## known vulnerabilities in the locked runtime packages (pip-audit, PyPI's data)
