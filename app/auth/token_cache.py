@@ -12,19 +12,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from jwt import PyJWK
 
 from app.auth.tokens import Principal, Verified
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    principal: Principal
-    kid: str
-    key: PyJWK
-    usable_until: float
 
 
 class VerifiedTokens:
@@ -38,7 +29,7 @@ class VerifiedTokens:
         self._max_entries = max_entries
         self._leeway_seconds = leeway_seconds
         self._clock = clock
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, Verified] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -49,7 +40,8 @@ class VerifiedTokens:
         entry = self._entries.get(token)
         if entry is None:
             return None
-        if self._clock() >= entry.usable_until or published(entry.kid) is not entry.key:
+        expired = self._clock() >= entry.expires_at + self._leeway_seconds
+        if expired or published(entry.kid) is not entry.key:
             del self._entries[token]
             return None
         return entry.principal
@@ -59,9 +51,4 @@ class VerifiedTokens:
             return
         if len(self._entries) >= self._max_entries:
             del self._entries[next(iter(self._entries))]  # dicts keep insertion order
-        self._entries[token] = _Entry(
-            verified.principal,
-            verified.kid,
-            verified.key,
-            usable_until=verified.expires_at + self._leeway_seconds,
-        )
+        self._entries[token] = verified
