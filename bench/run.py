@@ -10,8 +10,9 @@ socket error is reported and makes the run fail.
 
 The tracing rows serve the same stack twice more with tracing on, exporting to a local OTLP
 receiver (`bench/otlp_sink.py`): every request sampled, and the default ratio; their ratios are
-against the stack with tracing off. The bearer-token row serves it once more with
-AUTH__MODE=oidc and a local OpenID provider, every request carrying a valid token.
+against the stack with tracing off. The bearer-token rows serve it twice more with
+AUTH__MODE=oidc and a local OpenID provider, every request carrying a valid token: with the
+verified-token cache, and without it.
 """
 
 from __future__ import annotations
@@ -67,12 +68,14 @@ def tracing_cases(path: str) -> tuple[str, list[tuple[str, str, str]]]:
 
 
 # What a valid bearer token costs on the same read: the stack with AUTH__MODE=oidc (a local
-# OpenID provider) against the stack without authentication.
+# OpenID provider) against the stack without authentication; with the verified-token cache
+# (a client reusing its token), and without it (every request checked in full).
 def auth_cases(path: str) -> tuple[str, list[tuple[str, str, str]]]:
     return (
         f"GET {path.replace('/1', '/{id}')}, bearer token",
         [
             ("stack, AUTH__MODE=oidc, a valid token", "authed", path),
+            ("the same, AUTH__TOKEN_CACHE_SIZE=0", "authed_uncached", path),
             ("stack, AUTH__MODE=none", "stack", path),
         ],
     )
@@ -94,6 +97,7 @@ def servers(
         ("traced_all", "bench.stack_app:app", traced | {"OTEL_TRACES_SAMPLER": "always_on"}),
         ("traced_default", "bench.stack_app:app", traced),
         ("authed", "bench.stack_app:app", authed),
+        ("authed_uncached", "bench.stack_app:app", authed | {"AUTH__TOKEN_CACHE_SIZE": "0"}),
     ]
 
 
@@ -274,7 +278,8 @@ def main() -> int:
                 targets[name] = port
                 masters[name] = process.pid
             token = provider.token(scope="items:read bench:read", lifetime=3600)
-            headers = {"authed": {"Authorization": f"Bearer {token}"}}
+            bearer = {"Authorization": f"Bearer {token}"}
+            headers = {"authed": bearer, "authed_uncached": bearer}
             status = run_rounds(args, targets, masters, headers)
             print(
                 f"\nThe tracing rows' receiver took {sink.exports:,} exports "
