@@ -41,18 +41,21 @@ def test_tokens_in_production_with_a_provider_down_at_startup(
             bearer = {"authorization": f"Bearer {token}"}
             assert httpx.get(url, headers=bearer).status_code == 503
             provider.down = False
-            # Both workers recover by themselves (a new connection each: either may answer).
+            # Both workers recover by themselves: each logs its first key set. (A run of 200s
+            # alone proves one worker only: Gunicorn's workers do not take turns.)
             deadline = time.monotonic() + 2 * RETRY_S + 5
-            streak = 0
-            while streak < 10:
+            while sum(event.get("event") == "jwks_fetched" for event in server.events()) < 2:
                 assert time.monotonic() < deadline, "the workers did not get the keys"
-                streak = streak + 1 if httpx.get(url, headers=bearer).status_code == 200 else 0
+                time.sleep(0.1)
+            for _ in range(10):  # a new connection each: either worker may answer
+                assert httpx.get(url, headers=bearer).status_code == 200
             assert httpx.get(url).status_code == 401
             forged = provider.token(scope="notes:read", aud="api://someone-else")
             assert httpx.get(url, headers={"authorization": f"Bearer {forged}"}).status_code == 401
             assert httpx.post(url, headers=bearer).status_code == 403
             assert httpx.get(f"{server.base_url}/health").status_code == 200  # never a token
             served = httpx.get(url, headers=bearer)
+            assert served.status_code == 200
             request_id = served.headers["x-request-id"]
         output = server.output()
         events = server.events()
