@@ -147,6 +147,9 @@ def test_term_lets_in_flight_requests_finish_then_exits_cleanly(
     env = db_env(migrated) | {"SERVER__GRACEFUL_TIMEOUT": "10"}
     with gunicorn(env, tmp_path / "gunicorn.log", workers=2, app=FAULT_APP) as server:
         wait_for(f"{server.base_url}/ready")
+        # Both workers started: on a loaded machine one can still be booting when the first
+        # answers, and a worker TERMed before its startup never runs its lifespan shutdown.
+        wait_booted(server, 2)
         with ThreadPoolExecutor(4) as pool:
             pending = [
                 pool.submit(httpx.get, f"{server.base_url}/_test/sleep?seconds=4", timeout=10)
