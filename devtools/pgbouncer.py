@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from devtools.pgcluster import APP_USER, PgCluster, chown_to_server_user, free_port, run_as
+from devtools.pgcluster import APP_USER, PgCluster, chown_to_server_user, run_as
+from devtools.ports import free_port
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from devtools.ports import free_port
+
 APP_USER = "app"
 STATE_FILE = "cluster.json"
 CLUSTER_CONF = "app_cluster.conf"
@@ -48,13 +50,6 @@ def find_bindir() -> Path:
     if found:
         return Path(found).resolve().parent
     raise RuntimeError("PostgreSQL server binaries not found; install them or set PG_BINDIR")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def run_as() -> list[str]:

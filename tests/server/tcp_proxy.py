@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from devtools.pgcluster import free_port
+from devtools.ports import free_port
 
 
 class TcpProxy:
