@@ -18,9 +18,10 @@ from pathlib import Path
 
 ANSWERS = json.loads(r"""{{ cookiecutter | jsonify }}""")
 
-# Template machinery and local state that a copy from a working checkout may bring along.
-REMOVE = ("tests/template", ".venv", ".tools", ".local")
-CACHES = ("__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache")
+# The template's machinery and laboratory (README: What a generated service carries), and local
+# state that a copy from a working checkout may bring along.
+REMOVE = ("tests/template", "lab", ".venv", ".tools", ".local")
+CACHES = ("__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis", "mutants")
 # Measured records of the reference service: they say what ran, and stay as they are.
 KEEP_AS_IS = ("docs/benchmarks.md",)
 
@@ -61,6 +62,8 @@ def remove_example(project: Path) -> None:
     registry.write_text(text)
     for document in (project / "README.md", project / "docs" / "tracing.md"):
         document.write_text(EXAMPLE_ONLY.sub("", document.read_text()))
+    bench = project / "bench" / "endpoints.py"
+    bench.write_text(EMPTY_LIST.sub("[]", EXAMPLE_ONLY_LINES.sub("", bench.read_text())))
 
 
 Rule = Callable[[str], str]
@@ -99,8 +102,16 @@ def replacements(
     ], [requires, slug]
 
 
+# Blocks marked in Markdown (<!-- example-only --> ... <!-- /example-only -->) and in code and
+# configuration (# example-only ... # /example-only lines); the same for template-only.
 EXAMPLE_ONLY = re.compile(r"<!-- example-only[^>]*-->.*?<!-- /example-only -->\n*", re.DOTALL)
-TEMPLATE_ONLY = re.compile(r"<!-- template-only[^>]*-->.*?<!-- /template-only -->\n*", re.DOTALL)
+EXAMPLE_ONLY_LINES = re.compile(r"^ *# example-only\n.*?^ *# /example-only\n", re.DOTALL | re.M)
+EMPTY_LIST = re.compile(r"\[\n\s*\]")
+TEMPLATE_ONLY = re.compile(
+    r"<!-- template-only[^>]*-->.*?<!-- /template-only -->\n*"
+    r"|^ *# template-only\n.*?^ *# /template-only\n\n?",
+    re.DOTALL | re.M,
+)
 
 
 def rewrite(project: Path, rules: list[Rule], lock_rules: list[Rule]) -> None:

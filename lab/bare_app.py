@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from lab.rows import ROWS, SQL, RowPublic
 from fastapi import FastAPI, HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -23,6 +22,7 @@ from sqlalchemy.orm import DeclarativeBase
 from app.api.health import Health
 from app.db.tls import build_ssl_context
 from app.settings import SslMode
+from lab.rows import ROWS, SQL, RowPublic
 
 
 class _Base(DeclarativeBase):

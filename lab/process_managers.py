@@ -226,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--quick", action="store_true", help="each part once, briefly, one variant: shows it runs"
     )
     args = parser.parse_args(argv)
-    counts, variants, memory_seconds = (1, 2, 4), ALL_VARIANTS, 5.0
+    counts: Sequence[int] = (1, 2, 4)
+    variants, memory_seconds = ALL_VARIANTS, 5.0
     if args.quick:
         args.rounds, args.seconds, args.recycle_seconds = 1, 1, 1
         args.memory_requests = [1000, 2000]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from lab.rows import ROWS, RowPublic
 from fastapi import APIRouter, HTTPException, Path
 from sqlalchemy import bindparam, select
 
@@ -18,6 +17,7 @@ from app.auth.dependency import requires
 from app.db.base import BIGINT_MAX
 from app.db.session import DbSession
 from app.factory import add_routes, create_app
+from lab.rows import ROWS, RowPublic
 
 _BY_ID = select(*ROWS.c).where(ROWS.c.id == bindparam("row_id"))
 

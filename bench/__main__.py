@@ -1,0 +1,107 @@
+"""`make bench`: requests/s and latency of this service's endpoints, served as in production.
+
+Starts a throwaway PostgreSQL (TLS on), migrates it, serves the service with its production
+command (`gunicorn -c gunicorn_conf.py app.main:app`, production settings, 2 workers on CPU 1)
+and runs wrk on CPU 0 against each of ENDPOINTS in interleaved rounds. The table gives medians
+over the rounds, the server's CPU per request, and each endpoint's requests/s against
+`/health`'s in the same round: `/health` is the cheapest answer through the same stack, so the
+ratio is what the endpoint's own work costs. A non-2xx answer or a socket error fails the run.
+
+What is measured: bench/endpoints.py, where a domain adds its reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+
+from bench.endpoints import ENDPOINTS, SEED
+from bench.server import bench_env, gunicorn_command, migrate, serving
+from bench.wrk import Sample, wrk
+from devtools.pgcluster import PgCluster
+
+CONNECTIONS = 64
+
+
+def rounds(base_url: str, master: int, count: int, seconds: float) -> dict[str, list[Sample]]:
+    """`count` rounds over ENDPOINTS, in alternating order from round to round."""
+    samples: dict[str, list[Sample]] = {path: [] for _, path in ENDPOINTS}
+    for number in range(count):
+        for _, path in ENDPOINTS if number % 2 == 0 else ENDPOINTS[::-1]:
+            sample = wrk(base_url + path, seconds=seconds, connections=CONNECTIONS, master=master)
+            samples[path].append(sample)
+        print(f"round {number + 1}/{count} done", file=sys.stderr, flush=True)
+    return samples
+
+
+def table(samples: dict[str, list[Sample]]) -> tuple[list[str], bool]:
+    """The Markdown table, and whether any request failed."""
+    lines = [
+        "| endpoint | path | req/s | p50 ms | p99 ms | server CPU us/req | errors "
+        "| req/s vs /health (median of per-round ratios) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    baseline = samples[ENDPOINTS[0][1]]
+    failed = False
+    for label, path in ENDPOINTS:
+        runs = samples[path]
+        errors = sum(s.errors for s in runs)
+        failed |= errors > 0
+        ratios = [s.rps / b.rps for s, b in zip(runs, baseline, strict=True)]
+        ratio = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+        lines.append(
+            f"| {label} | `{path}` | {statistics.median(s.rps for s in runs):,.0f} "
+            f"| {statistics.median(s.p50_ms for s in runs):.2f} "
+            f"| {statistics.median(s.p99_ms for s in runs):.2f} "
+            f"| {statistics.median(s.cpu_us_per_request for s in runs):.0f} "
+            f"| {errors} | {ratio if runs is not baseline else ''} |"
+        )
+    return lines, failed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="one short round: shows it runs")
+    args = parser.parse_args()
+    count, seconds, warm_up = (1, 1, 1) if args.quick else (args.rounds, args.seconds, 2)
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            print(f"`{tool}` is missing: apt-get install wrk util-linux", file=sys.stderr)
+            return 2
+    work = Path(tempfile.mkdtemp(prefix="service-bench-"))
+    work.chmod(0o755)  # PostgreSQL runs as another user when this runs as root
+    cluster = PgCluster.create(work / "pg")
+    try:
+        env = bench_env(cluster)
+        migrate(env)
+        with serving(gunicorn_command(), env, work / "gunicorn.log") as server:
+            for path, body in SEED:
+                httpx.post(server.url + path, json=body).raise_for_status()
+            for _, path in ENDPOINTS:  # pools filled, first-request costs paid
+                wrk(server.url + path, seconds=warm_up, connections=CONNECTIONS)
+            samples = rounds(server.url, server.process.pid, count, seconds)
+    finally:
+        cluster.destroy()
+        shutil.rmtree(work, ignore_errors=True)
+    lines, failed = table(samples)
+    print(
+        f"\nwrk -t1 -c{CONNECTIONS}, {count} interleaved rounds of {seconds} s, 2 Gunicorn "
+        "workers (server on CPU 1, wrk on CPU 0); medians over the rounds\n"
+    )
+    print("\n".join(lines))
+    if failed:
+        print("\nFAILED: the load generator saw errors (non-2xx or socket errors).")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
