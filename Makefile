@@ -11,7 +11,8 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: help install run test check lint typecheck pytest coverage mutation migrate print-config clean bench bench-quick sbom audit hooks template-check
+.PHONY: help install run test test-all check lint typecheck coverage migrate revision print-config \
+	clean bench bench-quick sbom audit hooks template-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -29,10 +30,22 @@ install: .venv/.synced ## create .venv from uv.lock (exact versions, nothing els
 run: install ## serve on http://127.0.0.1:8000 under Gunicorn (local PostgreSQL if no DATABASE_URL)
 	@HOST=$${HOST:-127.0.0.1} $(RUN) python -m devtools.run
 
-# What `make test` runs, in order. .github/workflows/ci.yml runs the same, one step per target
-# (tests/supply_chain/test_workflows.py holds the two equal).
-TEST_STEPS := lint typecheck pytest coverage
-test: install $(TEST_STEPS) ## lint, type-check, run every test (throwaway PostgreSQL), coverage floor
+# Two tiers (README: Tests). `make test` is the loop while working: static checks and the tests
+# that take seconds. `make test-all` is every test, as CI runs it: the tests that do not measure
+# time run in parallel (pytest-xdist), then the timing-sensitive ones alone (marker `serial`),
+# all under coverage, then the coverage floor and the check that every documented command ran.
+test: install lint typecheck ## the loop while working: lint, strict types, unit and integration tests, a real-Gunicorn smoke
+	$(RUN) pytest -m "not slow" $(PYTEST_ARGS)
+
+# The tests mostly wait on servers and subprocesses: two processes per CPU this make may use.
+TEST_JOBS ?= $(shell $(PYTHON) -c 'import os; print(min(8, 2 * len(os.sched_getaffinity(0))))')
+test-all: install lint typecheck ## every test (servers, faults, signals, containers), coverage floor: what CI runs
+	@$(RUN) python -m tests.ledger reset
+	$(RUN) coverage erase
+	$(RUN) coverage run -m pytest -n $(TEST_JOBS) --dist loadgroup -m "not serial" $(PYTEST_ARGS)
+	$(RUN) coverage run -m pytest -m serial $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory coverage
+	$(RUN) python -m tests.ledger
 
 check: lint typecheck ## ruff and mypy --strict
 
@@ -42,26 +55,12 @@ lint: install
 
 typecheck: install
 	$(RUN) mypy
-# The cookiecutter hooks exist in the template repository only, not in generated services.
-	$(if $(wildcard hooks),$(RUN) mypy hooks)
+# The template's own folders (hooks/, lab/) exist in the template repository only.
+	$(if $(wildcard hooks lab),$(RUN) mypy $(wildcard hooks lab))
 
-# Under coverage.py: Gunicorn's master and workers started by the tests are measured too.
-pytest: install
-	$(RUN) coverage erase
-	$(RUN) coverage run -m pytest $(PYTEST_ARGS)
-
-coverage: install ## branch coverage of app/ from the last test run; fails under the floor
+coverage: install ## branch coverage of app/ from the last test-all; fails under the floor
 	@$(RUN) coverage combine --quiet
 	$(RUN) coverage report
-
-# Not part of `make test`: about 20 minutes on two cores. Where the code lives and which tests
-# run against it: [tool.mutmut] in pyproject.toml; the score and the survivors: docs/testing.md.
-MUTATION_FLOOR ?= 90
-mutation: install ## mutation testing of the breaker, settings, error bodies and HTTP limits
-	rm -rf mutants
-	$(RUN) mutmut run --max-children 2
-	@$(RUN) mutmut export-cicd-stats
-	$(RUN) python -m devtools.mutation_score --floor $(MUTATION_FLOOR)
 
 SBOM ?= sbom.cdx.json
 sbom: | $(UV) ## CycloneDX SBOM of the runtime packages (from uv.lock) into $(SBOM); installs nothing
@@ -83,16 +82,23 @@ template-check: install ## cruft check: fails when the template has commits this
 migrate: install ## apply migrations to DATABASE_URL
 	$(RUN) alembic upgrade head
 
+revision: install ## a migration from the models' changes: make revision m="add orders"
+	$(RUN) python -m devtools.revision "$(m)"
+
 print-config: install ## print the effective Gunicorn configuration as JSON
 	@$(RUN) python gunicorn_conf.py
 
 clean: ## remove the environment and the local database
 	rm -rf .venv .tools .local .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.* htmlcov mutants
 
-bench: install ## stack vs bare app, Gunicorn vs uvicorn, workers, memory, recycling (needs wrk)
-	$(RUN) python -m bench.run $(BENCH_ARGS)
-	$(RUN) python -m bench.server $(BENCH_SERVER_ARGS)
+bench: install ## requests/s and latency of this service's endpoints under Gunicorn (needs wrk)
+	$(RUN) python -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
 
-bench-quick: install ## every benchmark once, briefly: shows the benchmark runs (no figures)
-	@$(MAKE) --no-print-directory bench BENCH_ARGS="--rounds 1 --seconds 1" \
-	  BENCH_SERVER_ARGS="--rounds 1 --seconds 1 --recycle-seconds 1 --memory-requests 1000 2000"
+bench-quick: ## every benchmark once, briefly: shows that each runs (no figures)
+	@$(MAKE) --no-print-directory bench QUICK=1
+
+# template-only
+# The template's laboratory (benchmarks against a bare app, mutation testing): in the template
+# repository only, not in the services generated from it (README: What a service carries).
+include lab/lab.mk
+# /template-only

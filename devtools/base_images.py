@@ -70,6 +70,11 @@ def rootfs(name: str, packages: list[str], hooks: tuple[str, ...] = ()) -> Path:
     """A Debian bookworm root filesystem as a tarball, built once and cached."""
     CACHE.mkdir(parents=True, exist_ok=True)
     tarball = CACHE / f"{name}.tar"
+    if not tarball.exists() and shutil.which("mmdebstrap") is None:
+        raise SystemExit(
+            "mmdebstrap is missing (Debian's `mmdebstrap`): no registry answers, and the "
+            f"stand-in for {name} is built with it"
+        )
     if not tarball.exists():
         partial = tarball.with_suffix(".partial")
         command = ["mmdebstrap", "--variant=minbase", "--format=tar", "--quiet", *SLIM]

@@ -1,4 +1,5 @@
-"""Session fixtures: one throwaway PostgreSQL (TLS on, free port) for the whole run."""
+"""Session fixtures: one throwaway PostgreSQL (TLS on, free port) per test process; the run's
+shared folder (tests/run.py) and its Docker engine (tests/containers.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,24 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 import app.domains  # noqa: F401 - every domain's tables on Base.metadata, for the cleanup
 from app.db.base import Base
 from app.settings import Settings
 from devtools.pgcluster import PgCluster
-from tests import notes
-from tests.containers import PREPARED, Docker, shared, stop
+from tests import containers, notes, run
+from tests.containers import Docker
+from tests.parts import IN_CI, missing
 from tests.routes import service_with_test_routes
 from tests.support import asgi_client, make_settings, migrate
+
+# Fuzzing that can be replayed: on a developer's machine the examples that failed are kept in
+# .hypothesis/ and tried first next time; CI draws from a fixed seed (the same examples every
+# run). Both print the `@reproduce_failure` line of a failure.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("developer", print_blob=True)
+hypothesis_settings.load_profile("ci" if IN_CI else "developer")
 
 
 def new_cluster() -> PgCluster:
@@ -64,14 +74,43 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture(scope="session")
 def docker() -> Docker:
-    """A Docker engine for the container tests, or a skip that says why there is none."""
-    found = shared()
+    """The run's Docker engine for the container tests, or a skip (under CI, a failure) that
+    says why there is none."""
+    found = containers.shared()
     if found.problem is not None:
-        pytest.skip(f"container tests need Docker: {found.problem} (README: Container tests)")
+        missing("a Docker engine", f"{found.problem} (README: Container tests)")
     return found
 
 
-def pytest_unconfigure() -> None:
-    """After every session hook: stop the Docker daemon if this run started it."""
-    while PREPARED:
-        stop(PREPARED.pop())
+OWNER = pytest.StashKey[bool]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[OWNER] = run.begin()
+
+
+# The longest tests first, so that in parallel runs none is left to run alone at the end.
+LONGEST_FIRST = ("tests/deploy/test_compose.py", "tests/deploy/test_image.py", "tests/template/")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("docker"):
+            # One worker runs them, in order: the module's image is built once, one build at
+            # a time on the run's engine.
+            item.add_marker(pytest.mark.xdist_group("docker"))
+    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(item.get_closest_marker("docker") for item in session.items):
+        containers.prepare_in_background()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The run's owner, after every other hook: end what the run started, then its folder."""
+    if config.stash.get(OWNER, False):
+        run.end_sessions()
+        containers.stop()
+        run.end()

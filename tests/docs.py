@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import textwrap
 from pathlib import Path
+from typing import Any
 
 from tests.support import ROOT
 
-DOCUMENTS = (
-    "README.md",
-    "deploy/README.md",
-    "docs/operations.md",
-    "docs/benchmarks.md",
-    "docs/tracing.md",
+# Every Markdown document of the repository that a reader may follow.
+DOCUMENTS = tuple(
+    path.relative_to(ROOT).as_posix()
+    for pattern in ("*.md", "docs/**/*.md", "deploy/**/*.md", "lab/**/*.md")
+    for path in sorted(ROOT.glob(pattern))
 )
-CONSOLE_BLOCK = re.compile(r"```console\n(.*?)```", re.DOTALL)
+# A console block, at the margin or indented under a list item.
+CONSOLE_BLOCK = re.compile(r"^( *)```console\n(.*?)^\1```", re.DOTALL | re.MULTILINE)
 
 
 def shown(document: str) -> list[tuple[str, str]]:
     """Every `$ ` command of the document's console blocks, with the output shown under it."""
     found: list[tuple[str, str]] = []
-    for block in CONSOLE_BLOCK.findall((ROOT / document).read_text()):
-        for line in block.splitlines():
+    for indent, block in CONSOLE_BLOCK.findall((ROOT / document).read_text()):
+        for line in textwrap.dedent(block).splitlines() if indent else block.splitlines():
             if line.startswith(("$ ", "# ")):  # a user's prompt, or root's
                 found.append((line[2:], ""))
             elif found and found[-1][0].endswith("\\"):  # continued, as in the shell
@@ -57,6 +60,16 @@ def every_command() -> dict[str, list[str]]:
     return {document: commands(document) for document in DOCUMENTS if (ROOT / document).exists()}
 
 
+# What `typed()` and `spawn()` ran in this test run (tests/ledger.py reads it).
+LEDGER = ROOT / ".local" / "commands-run.jsonl"
+
+
+def record(command: str) -> None:
+    LEDGER.parent.mkdir(exist_ok=True)
+    with LEDGER.open("a") as ledger:  # one short append per line: safe across processes
+        ledger.write(json.dumps(command) + "\n")
+
+
 def typed(
     command: str,
     *,
@@ -64,8 +77,11 @@ def typed(
     cwd: Path = ROOT,
     answers: str = "",
     timeout: float = 600,
+    shown: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """A command line run as a person types it: by bash, `answers` on its standard input."""
+    """A command line run as a person types it: by bash, `answers` on its standard input.
+    It is recorded as `shown` (the document's text, when a test filled in a placeholder)."""
+    record(command if shown is None else shown)
     return subprocess.run(
         ["bash", "-c", command],
         cwd=cwd,
@@ -76,3 +92,19 @@ def typed(
         timeout=timeout,
         check=False,
     )
+
+
+def spawn(
+    command: str, *, log: Path, shown: str | None = None, **options: Any
+) -> subprocess.Popen[bytes]:
+    """`typed()` in the background, output to `log`, in a session of its own (as a terminal's
+    foreground job: a signal to its group reaches every process it started)."""
+    record(command if shown is None else shown)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            ["bash", "-c", command],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **options,
+        )

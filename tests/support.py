@@ -26,7 +26,8 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from app.settings import Settings
-from devtools.pgcluster import PgCluster, free_port
+from devtools.pgcluster import PgCluster
+from devtools.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # This service's identity as the template declared it: tests name things through it, so a
@@ -45,8 +46,6 @@ _OWN_PREFIXES = (
     "AUTH__",
 )
 _OWN_NAMES = {"DATABASE_URL", "DATABASE_URL_FILE", "SECRETS_DIR", "PORT", "HOST", "WEB_CONCURRENCY"}
-# Set when a template repository's suite runs this (generated) service's suite alongside it.
-ALONGSIDE = "TEMPLATE_SUITE_ALONGSIDE"
 # Set when the tests run under `make test`; a nested make would then announce its directory.
 _MAKE_NAMES = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}
 
@@ -187,6 +186,19 @@ def wait_for(
     raise AssertionError(f"{url} did not answer {status} within {timeout} s (last: {last})")
 
 
+BOOTED = "app_started"  # a worker's lifespan startup is done (app/lifespan.py)
+
+
+def wait_booted(server: Server, boots: int, *, timeout: float = 30) -> None:
+    """Until `boots` workers in all (replacements included) have finished their startup, so a
+    test never takes the first worker that answers for all of them."""
+    deadline = time.monotonic() + timeout
+    while (booted := server.output().count(BOOTED)) < boots:
+        assert server.process.poll() is None, f"the master exited:\n{server.output()[-3000:]}"
+        assert time.monotonic() < deadline, f"{booted} of {boots} workers booted in {timeout} s"
+        time.sleep(0.05)
+
+
 @contextmanager
 def gunicorn(
     env: dict[str, str],
@@ -195,8 +207,10 @@ def gunicorn(
     workers: int = 1,
     app: str = "app.main:app",
     args: Sequence[str] = (),
+    booted: bool = True,
 ) -> Iterator[Server]:
-    """The production command, `gunicorn -c gunicorn_conf.py app.main:app`, on loopback."""
+    """The production command, `gunicorn -c gunicorn_conf.py app.main:app`, on loopback; with
+    `booted`, once every worker has finished its startup."""
     port = free_port()
     full_env = clean_env(
         APP_ENV="test", HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY=str(workers)
@@ -213,6 +227,8 @@ def gunicorn(
         )
     server = Server(process, port, log_path)
     try:
+        if booted:
+            wait_booted(server, workers)
         yield server
     finally:
         if process.poll() is None:

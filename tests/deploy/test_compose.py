@@ -2,8 +2,9 @@
 healthy, the migrations run once, the service turns healthy by its HEALTHCHECK and serves on the
 published port; a stop drains a request in flight; the data volume outlives `down` + `up`.
 
-The project name gets a `-test` suffix (COMPOSE_PROJECT_NAME), so a stack a developer keeps
-under the service's own name is never touched; the port comes from `PORT`, as in the file.
+The project name gets a `-test-<run>` suffix (COMPOSE_PROJECT_NAME), so neither a stack a
+developer keeps under the service's own name nor another test run's is touched; the port comes
+from `PORT`, as in the file.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devtools.pgcluster import free_port
+from devtools.ports import free_port
+from tests import run
 from tests.containers import Docker
-from tests.docs import documented
+from tests.docs import documented, spawn
 from tests.support import ROOT, SERVICE, needs_example
 
-pytestmark = [pytest.mark.slow, pytest.mark.docker]
+# Waits for the run's Docker engine, which a new machine prepares in minutes (base images).
+pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(900)]
 UP = documented("deploy/README.md", "docker compose up")
 # db healthy (2 s checks), migrations, then the app's first HEALTHCHECK after 10 s.
 HEALTHY_WITHIN_S = 60
@@ -50,15 +53,7 @@ class Stack:
 
     def up(self) -> None:
         """The documented command, in the foreground as a person runs it (here: a child)."""
-        with self.log.open("ab") as out:
-            self.up_process = subprocess.Popen(
-                ["bash", "-c", UP],
-                cwd=ROOT,
-                env=self.docker.env | self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.up_process = spawn(UP, log=self.log, cwd=ROOT, env=self.docker.env | self.env)
 
     def interrupt(self) -> int:
         """Ctrl-C in the terminal: Compose stops the containers, then exits."""
@@ -91,7 +86,7 @@ class Stack:
 @pytest.fixture
 def stack(docker: Docker, tmp_path: Path) -> Iterator[Stack]:
     port = free_port()
-    env = {"COMPOSE_PROJECT_NAME": f"{SERVICE['slug']}-test", "PORT": str(port)}
+    env = {"COMPOSE_PROJECT_NAME": f"{SERVICE['slug']}-test-{run.tag()}", "PORT": str(port)}
     found = Stack(docker, tmp_path / "compose.log", port, env)
     found.compose("down --volumes --remove-orphans")  # what an interrupted run left
     # `up` builds the image only when it is missing: without this it would serve the image of

@@ -18,13 +18,15 @@ import pytest
 
 import app.domains  # noqa: F401 - every domain's tables on Base.metadata
 from app.db.base import Base
-from devtools.pgcluster import PgCluster, free_port
+from devtools.pgcluster import PgCluster
+from devtools.ports import free_port
 from tests.containers import Docker
 from tests.deploy.test_kubernetes import MIGRATE_JOB, one, render
 from tests.docs import documented
 from tests.support import ROOT, SERVICE, missing_tables, needs_example, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.docker]
+# Waits for the run's Docker engine, which a new machine prepares in minutes (base images).
+pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(900)]
 IMAGE = str(SERVICE["slug"])
 CA_IN_CONTAINER = "/run/secrets/db-ca.crt"
 HEALTHY_WITHIN_S = 10 + 2 + 20  # the HEALTHCHECK's interval + timeout, with its start period

@@ -13,6 +13,7 @@ import kubernetes_validate  # type: ignore[import-untyped]  # ships no py.typed
 import pytest
 import yaml
 
+from tests import parts
 from tests.support import ROOT, SERVICE, clean_env
 
 K8S = ROOT / "deploy" / "k8s"
@@ -25,8 +26,9 @@ MIGRATE_JOB = f"{SLUG}-migrate"
 
 
 def render(target: str) -> list[dict[str, Any]]:
+    kubectl = parts.command("kubectl")
     result = subprocess.run(
-        ["kubectl", "kustomize", str(K8S / target)], capture_output=True, text=True, check=True
+        [kubectl, "kustomize", str(K8S / target)], capture_output=True, text=True, check=True
     )
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 

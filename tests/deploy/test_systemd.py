@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests import parts
 from tests.support import ROOT, clean_env
 
 SYSTEMD = ROOT / "deploy" / "systemd"
@@ -46,7 +47,7 @@ def test_systemd_accepts_the_units_without_a_warning(tmp_path: Path) -> None:
     (tmp_path / UNIT.name).write_text(UNIT.read_text().replace(executable, str(stub)))
     (tmp_path / SOCKET.name).write_text(SOCKET.read_text())
     result = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", UNIT.name, SOCKET.name],
+        [parts.command("systemd-analyze"), "verify", "--man=no", UNIT.name, SOCKET.name],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -4,6 +4,10 @@ Every operation gets schema-valid input (positive) and schema-violating input (n
 5xx, every response (errors included) conforms to what the schema declares, invalid input is
 rejected with a 4xx, valid input is not. Driven through Hypothesis directly rather than
 schemathesis' pytest plugin, whose fixture loader does not run on pytest 9.2 (`_nodeid`).
+
+A failure can be replayed: Hypothesis's profile (tests/conftest.py) keeps the failing examples
+in `.hypothesis/` on a developer's machine and, under CI, draws from a fixed seed and prints
+the `@reproduce_failure` line that replays it.
 """
 
 from __future__ import annotations
@@ -53,7 +57,6 @@ def test_every_operation_conforms_to_its_schema(settings: Settings, mode: Genera
         @hypothesis_settings(
             max_examples=EXAMPLES_PER_OPERATION,
             deadline=None,
-            database=None,
             suppress_health_check=list(HealthCheck),
         )
         def check(case: schemathesis.Case[Any]) -> None:

@@ -32,7 +32,8 @@ from tests.support import (
     wait_metric,
 )
 
-pytestmark = pytest.mark.slow
+# Timings and dropped requests under load: alone, after the parallel tests.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 ITEM = f"{notes.PREFIX}/1"
 PROBES = ProbeSettings()  # the defaults, which these servers run with

@@ -24,11 +24,13 @@ from tests.support import (
     migrate,
     port_is_free,
     requests_counted,
+    wait_booted,
     wait_for,
     wait_metric,
 )
 
-pytestmark = pytest.mark.slow
+# Timings and dropped requests under load: alone, after the parallel tests.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 FAULT_APP = "tests.server.fault_app:app"
 
 
@@ -63,14 +65,6 @@ def wait_logged(server: Server, event: str, *, timeout: float = 10) -> None:
     while event not in server.output():
         assert time.monotonic() < deadline, f"{event} was not logged"
         time.sleep(0.02)
-
-
-def wait_booted(server: Server, boots: int, *, timeout: float = 15) -> None:
-    """Wait until `boots` workers in all have finished their lifespan startup."""
-    deadline = time.monotonic() + timeout
-    while server.output().count("app_started") < boots:
-        assert time.monotonic() < deadline, "workers did not finish booting"
-        time.sleep(0.05)
 
 
 # Requests answered by each generation of workers before the next signal.

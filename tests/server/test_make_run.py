@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.pgcluster import free_port
-from tests.docs import documented, documented_with_output, matches_shown, typed
+from devtools.ports import free_port
+from tests.docs import documented, documented_with_output, matches_shown, spawn, typed
 from tests.support import HAS_EXAMPLE, ROOT, clean_env, port_is_free, wait_for
 
 
@@ -23,15 +23,7 @@ def test_make_run_serves_ready_and_stops_on_sigint(tmp_path: Path) -> None:
     port = free_port()
     env = clean_env(PORT=str(port), DEV_PG_DIR=str(local / "postgres"), WEB_CONCURRENCY="1")
     log_path = tmp_path / "make-run.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            ["bash", "-c", documented("README.md", "make run")],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn(documented("README.md", "make run"), log=log_path, cwd=ROOT, env=env)
     try:
         wait_for(f"http://127.0.0.1:{port}/health", timeout=60)
         ready = wait_for(f"http://127.0.0.1:{port}/ready", timeout=20)
@@ -40,7 +32,8 @@ def test_make_run_serves_ready_and_stops_on_sigint(tmp_path: Path) -> None:
         walkthrough = ("curl localhost:8000/ready", *(("curl -X POST",) if HAS_EXAMPLE else ()))
         for starts in walkthrough:
             command, shown = documented_with_output("README.md", starts)
-            ran = typed(command.replace("localhost:8000", f"localhost:{port}"), env=clean_env())
+            on_port = command.replace("localhost:8000", f"localhost:{port}")
+            ran = typed(on_port, env=clean_env(), shown=command)
             assert ran.returncode == 0, ran.stderr
             assert matches_shown(shown, ran.stdout), (shown, ran.stdout)
         # Ctrl-C in a terminal signals the whole foreground process group.

@@ -13,12 +13,13 @@ import pytest
 
 from devtools.pgbouncer import PgBouncer, pgbouncer
 from devtools.pgcluster import PgCluster
-from tests import notes
+from tests import notes, parts
 from tests.conftest import new_cluster
 from tests.server.load import steady_load
 from tests.support import gunicorn, make_settings, migrate, wait_for
 
-pytestmark = pytest.mark.slow
+# Timings and dropped requests under load: alone, after the parallel tests.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 # The service plus test-only routes: these tests must not depend on the example domain.
 FAULT_APP = "tests.server.fault_app:app"
 NOTES = notes.PREFIX
@@ -43,6 +44,7 @@ def cluster() -> Iterator[PgCluster]:
 
 @pytest.fixture
 def bouncer(cluster: PgCluster) -> Iterator[PgBouncer]:
+    parts.command("pgbouncer")
     if not cluster.is_running():
         cluster.start()
     with pgbouncer(cluster) as running:

@@ -51,7 +51,7 @@ def test_an_exceeded_budget_stops_the_service_when_set_to_refuse(
         "SERVER__REPLICAS": "20",
         "DB__POOL_BUDGET": "refuse",
     }
-    with gunicorn(env, tmp_path / "gunicorn.log", workers=1) as server:
+    with gunicorn(env, tmp_path / "gunicorn.log", workers=1, booted=False) as server:
         deadline = time.monotonic() + 20
         answered = []
         while server.process.poll() is None:  # asking all along: nothing may be served

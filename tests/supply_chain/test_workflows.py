@@ -1,11 +1,12 @@
 """The GitHub Actions workflows and the Dependabot file, checked by the tools the ecosystem uses:
 zizmor (security audit, offline here), check-jsonschema (the schemas GitHub's own files follow);
-and CI runs exactly the steps of `make test`, so a green laptop and a green CI mean the same."""
+CI runs the two test tiers as a person types them, and a release builds only after both."""
 
 from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from tests.support import ROOT, SERVICE
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 DEPENDABOT = ROOT / ".github" / "dependabot.yml"
-BIN = ROOT / ".venv" / "bin"
+BIN = Path(sys.executable).parent  # this environment's tools
 
 
 def tool(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -36,7 +37,7 @@ def workflow(name: str) -> dict[Any, Any]:
 
 
 def steps(name: str) -> list[dict[str, Any]]:
-    return [step for job in workflow(name)["jobs"].values() for step in job["steps"]]
+    return [step for job in workflow(name)["jobs"].values() for step in job.get("steps", [])]
 
 
 def test_zizmor_finds_nothing_in_the_workflows() -> None:
@@ -76,7 +77,7 @@ def test_dependabot_updates_every_ecosystem_with_a_cooldown() -> None:
 def test_every_action_is_pinned_by_commit_with_its_version_named() -> None:
     for path in WORKFLOWS:
         for line in path.read_text().splitlines():
-            if "uses:" in line:
+            if "uses:" in line and "uses: $/" not in line:  # $/: a workflow of this repository
                 assert re.search(r"uses: [\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d", line), line
 
 
@@ -87,27 +88,37 @@ def test_no_workflow_runs_with_more_than_it_asks_for() -> None:
         assert "pull_request_target" not in loaded[True], path.name  # YAML reads `on` as True
         for job in loaded["jobs"].values():
             assert job["permissions"].get("contents") == "read", path.name
+            if "uses" in job:  # another workflow of this repository, with these permissions
+                continue
             checkout = job["steps"][0]
             assert checkout["uses"].startswith("actions/checkout@")
             assert checkout["with"]["persist-credentials"] is False
 
 
-def make_test_steps() -> list[str]:
-    """TEST_STEPS from the Makefile: what `make test` runs after `install`, in order."""
-    (found,) = re.findall(r"^TEST_STEPS := (.+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
-    return str(found).split()
+def run_steps(job: dict[str, Any]) -> list[str]:
+    return [step["run"] for step in job["steps"] if "run" in step]
 
 
-def test_ci_runs_the_steps_of_make_test_in_order() -> None:
-    commands = [step["run"] for step in steps("ci.yml") if "run" in step]
-    made = [command.split()[1] for command in commands if re.fullmatch(r"make [a-z-]+", command)]
-    assert made == make_test_steps()
-    # The only other commands: the system packages `.ci/run` installs too, and cruft's check.
-    others = [command for command in commands if not re.fullmatch(r"make [a-z-]+", command)]
-    assert others[0] == "sudo bash .ci/system-packages"
+def test_ci_runs_each_tier_as_typed_after_the_system_packages_ci_installs() -> None:
+    jobs = workflow("ci.yml")["jobs"]
+    assert set(jobs) == {"test", "test-all"}
+    for name, job in jobs.items():
+        commands = run_steps(job)
+        assert commands[:2] == ["sudo bash .ci/system-packages", f"make {name}"], name
     assert "\nbash .ci/system-packages\n" in (ROOT / ".ci" / "run").read_text()
-    assert len(others) == 2
-    assert others[1].startswith("make template-check ||")
+    assert "\nmake test-all\n" in (ROOT / ".ci" / "run").read_text()
+    # The only other command: cruft's check, which warns and never fails.
+    (cruft,) = run_steps(jobs["test"])[2:]
+    assert cruft.startswith("make template-check ||")
+    assert "workflow_call" in workflow("ci.yml")[True]  # YAML reads `on` as True
+
+
+def test_a_release_builds_only_after_both_tiers_pass_on_the_tagged_commit() -> None:
+    jobs = workflow("release.yml")["jobs"]
+    assert jobs["tests"]["uses"] == "$/.github/workflows/ci.yml"  # this repository's, this commit
+    building = [name for name, job in jobs.items() if "steps" in job]
+    assert building == ["image"]
+    assert jobs["image"]["needs"] == "tests"
 
 
 def test_ci_release_and_image_use_the_python_and_uv_the_project_uses() -> None:
