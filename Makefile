@@ -38,11 +38,13 @@ test: install lint typecheck ## the loop while working: lint, strict types, unit
 	$(RUN) pytest -m "not slow" $(PYTEST_ARGS)
 
 # The tests mostly wait on servers and subprocesses: two processes per CPU this make may use.
+# A test file runs in one process (--dist loadfile), so a module's fixtures are set up once and
+# its tests keep their order: the container tests' image is built once per file.
 TEST_JOBS ?= $(shell $(PYTHON) -c 'import os; print(min(8, 2 * len(os.sched_getaffinity(0))))')
 test-all: install lint typecheck ## every test (servers, faults, signals, containers), coverage floor: what CI runs
 	@$(RUN) python -m tests.ledger reset
 	$(RUN) coverage erase
-	$(RUN) coverage run -m pytest -n $(TEST_JOBS) --dist loadgroup -m "not serial" $(PYTEST_ARGS)
+	$(RUN) coverage run -m pytest -n $(TEST_JOBS) --dist loadfile -m "not serial" $(PYTEST_ARGS)
 	$(RUN) coverage run -m pytest -m serial $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory coverage
 	$(RUN) python -m tests.ledger

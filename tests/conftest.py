@@ -90,16 +90,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # The longest tests first, so that in parallel runs none is left to run alone at the end.
-LONGEST_FIRST = ("tests/deploy/test_compose.py", "tests/deploy/test_image.py", "tests/template/")
+LONGEST_FIRST = ("tests/template/", "tests/deploy/test_compose.py", "tests/deploy/test_image.py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("docker"):
-            # One worker runs them, in order: the module's image is built once, one build at
-            # a time on the run's engine.
-            item.add_marker(pytest.mark.xdist_group("docker"))
     items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))
 
 

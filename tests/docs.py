@@ -46,8 +46,15 @@ def documented(document: str, starts: str) -> str:
 
 
 def documented_with_output(document: str, starts: str) -> tuple[str, str]:
-    (found,) = [(c, output) for c, output in shown(document) if c.startswith(starts)]
+    (found,) = [(c, output) for c, output in shown(document) if begins(c, starts)]
     return found
+
+
+def begins(command: str, starts: str) -> bool:
+    """Whether `command` starts with `starts` ending a word: `make test` does not begin
+    `make test-all`."""
+    rest = command.removeprefix(starts)
+    return rest != command and (starts.endswith(" ") or not re.match(r"[\w-]", rest))
 
 
 def matches_shown(shown_output: str, real_output: str) -> bool:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 
-from tests.docs import LEDGER, every_command
+from tests.docs import LEDGER, begins, every_command
 from tests.support import ROOT
 
 IN_CI = os.environ.get("CI") == "true"
@@ -56,15 +55,9 @@ def exceptions() -> dict[tuple[str, str], str]:
 def excepted(document: str, command: str) -> str | None:
     """Why `command` of `document` need not run here, or None."""
     for (where, starts), why in exceptions().items():
-        if where == document and command.startswith(starts) and _ends_a_word(command, starts):
+        if where == document and begins(command, starts):
             return why
     return None
-
-
-def _ends_a_word(command: str, starts: str) -> bool:
-    """`make test` is not a prefix of `make test-all`."""
-    rest = command[len(starts) :]
-    return starts.endswith(" ") or not re.match(r"[\w-]", rest)
 
 
 def not_run() -> list[tuple[str, str]]:
