@@ -42,6 +42,8 @@ from tests.support import ROOT
 BUILDKIT_BUILT_IN_BEFORE = 23  # Docker 23 moved `docker build` with BuildKit to buildx
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 STATE = "docker.json"
+# Processes this one started that outlive a test: held, so none is reaped while it runs.
+PREPARING: list[subprocess.Popen[bytes]] = []
 
 
 @dataclass
@@ -166,6 +168,7 @@ def prepare() -> Docker:
             env, problem="no Docker daemon answers, and none can be started (root, dockerd)"
         )
     daemon, folder = _start_daemon(dockerd, env)
+    PREPARING.append(daemon)  # held, so it is not reaped while it runs
     docker = Docker(env, own_daemon=daemon.pid, own_folder=str(folder))
     _ensure_compose(env)
     provided = subprocess.run(
@@ -216,9 +219,6 @@ def prepare_in_background() -> None:
                 start_new_session=True,
             )
         )
-
-
-PREPARING: list[subprocess.Popen[bytes]] = []  # held, so it is not reaped while it runs
 
 
 def stop() -> None:
