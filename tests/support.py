@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,9 +192,25 @@ BOOTED = "app_started"  # a worker's lifespan startup is done (app/lifespan.py)
 def wait_booted(server: Server, boots: int, *, timeout: float = 30) -> None:
     """Until `boots` workers in all (replacements included) have finished their startup, so a
     test never takes the first worker that answers for all of them."""
+
+    def running() -> bool:
+        return server.process.poll() is None
+
+    wait_logged_boots(server.output, boots, running=running, timeout=timeout)
+
+
+def wait_logged_boots(
+    log: Callable[[], str],
+    boots: int,
+    *,
+    running: Callable[[], bool] = lambda: True,
+    timeout: float = 30,
+) -> None:
+    """Until the server's `log` (a file, `docker logs`, ...) shows `boots` finished startups;
+    the one wait of every multi-worker server test."""
     deadline = time.monotonic() + timeout
-    while (booted := server.output().count(BOOTED)) < boots:
-        assert server.process.poll() is None, f"the master exited:\n{server.output()[-3000:]}"
+    while (booted := (text := log()).count(BOOTED)) < boots:
+        assert running(), f"the server exited:\n{text[-3000:]}"
         assert time.monotonic() < deadline, f"{booted} of {boots} workers booted in {timeout} s"
         time.sleep(0.05)
 

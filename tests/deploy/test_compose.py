@@ -27,7 +27,7 @@ from devtools.ports import free_port
 from tests import run
 from tests.containers import Docker
 from tests.docs import documented, spawn
-from tests.support import ROOT, SERVICE, needs_example
+from tests.support import ROOT, SERVICE, needs_example, wait_logged_boots
 
 # Waits for the run's Docker engine, which a new machine prepares in minutes (base images).
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(900)]
@@ -67,16 +67,27 @@ class Stack:
         return {entry["Service"]: entry for entry in map(json.loads, filter(None, listed))}
 
     def wait_healthy(self) -> dict[str, dict[str, object]]:
+        """Until the app's HEALTHCHECK passed and every one of its workers finished startup."""
         deadline = time.monotonic() + HEALTHY_WITHIN_S
         while time.monotonic() < deadline:
             found = self.services()
             if found.get("app", {}).get("Health") == "healthy":
+                wait_logged_boots(self.app_log, self.workers(), timeout=30)
                 return found
             assert self.up_process is not None
             assert self.up_process.poll() is None, self.log.read_text()[-3000:]
             time.sleep(1)
         log = self.log.read_text()[-3000:]
         raise AssertionError(f"not healthy in {HEALTHY_WITHIN_S} s:\n{log}")
+
+    def app_log(self) -> str:
+        return self.compose("logs --no-color app").stdout
+
+    def workers(self) -> int:
+        """How many workers the app runs: its own report of its configuration."""
+        found = re.search(r'\\"workers\\": (\d+)', self.app_log())
+        assert found is not None, "no gunicorn_config line in the app's log"
+        return int(found.group(1))
 
     def wait_up_exited(self) -> int:
         assert self.up_process is not None

@@ -23,12 +23,20 @@ from devtools.ports import free_port
 from tests.containers import Docker
 from tests.deploy.test_kubernetes import MIGRATE_JOB, one, render
 from tests.docs import documented
-from tests.support import ROOT, SERVICE, missing_tables, needs_example, wait_for
+from tests.support import (
+    ROOT,
+    SERVICE,
+    missing_tables,
+    needs_example,
+    wait_for,
+    wait_logged_boots,
+)
 
 # Waits for the run's Docker engine, which a new machine prepares in minutes (base images).
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(900)]
 IMAGE = str(SERVICE["slug"])
 CA_IN_CONTAINER = "/run/secrets/db-ca.crt"
+WORKERS = 2
 HEALTHY_WITHIN_S = 10 + 2 + 20  # the HEALTHCHECK's interval + timeout, with its start period
 
 
@@ -92,10 +100,11 @@ def serving(
     name = f"{IMAGE}-test-{port}"
     env = production_env(pg, migrated_by_the_image)
     # Host networking: stay on loopback, on a free port.
-    env |= {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2"}
+    env |= {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": str(WORKERS)}
     started = docker.run(docker_run(pg, env, "-d", "--name", name, image))
     assert started.returncode == 0, started.stderr
     try:
+        wait_logged_boots(lambda: docker.run(f"docker logs {name}").stdout, WORKERS, timeout=60)
         wait_for(f"http://127.0.0.1:{port}/ready", timeout=60)
         yield Container(name, port)
     finally:
