@@ -231,10 +231,20 @@ def stop() -> None:
         os.kill(docker.own_daemon, signal.SIGTERM)  # it stops its containers first
         run.wait_gone(docker.own_daemon, timeout=60)
     if docker.own_folder is not None:
+        # The daemon leaves its network namespace's mount behind (exec/netns/default).
+        for mount in reversed(_mounts_under(docker.own_folder)):
+            subprocess.run(["umount", mount], check=False)
         shutil.rmtree(docker.own_folder, ignore_errors=True)
 
 
+def _mounts_under(folder: str) -> list[str]:
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    return sorted(mount for mount in mounts if mount.startswith(folder + "/"))
+
+
 if __name__ == "__main__":
-    # Started by prepare_in_background() with the lock held on the inherited descriptor.
-    (run.folder() / STATE).write_text(json.dumps(asdict(prepare())))
+    # Started by prepare_in_background() with the lock held on the inherited descriptor; a
+    # test process that asked first may have prepared the engine already.
+    if not (run.folder() / STATE).exists():
+        (run.folder() / STATE).write_text(json.dumps(asdict(prepare())))
     os.close(int(sys.argv[1]))
