@@ -92,6 +92,11 @@ def migrated_by_the_image(docker: Docker, image: str, pg: PgCluster) -> str:
     return database
 
 
+def container_log(docker: Docker, name: str) -> str:
+    logged = docker.run(f"docker logs {name}")  # the container's stdout and stderr, as such
+    return logged.stdout + logged.stderr
+
+
 @pytest.fixture(scope="module")
 def serving(
     docker: Docker, image: str, pg: PgCluster, migrated_by_the_image: str
@@ -104,7 +109,7 @@ def serving(
     started = docker.run(docker_run(pg, env, "-d", "--name", name, image))
     assert started.returncode == 0, started.stderr
     try:
-        wait_logged_boots(lambda: docker.run(f"docker logs {name}").stdout, WORKERS, timeout=60)
+        wait_logged_boots(lambda: container_log(docker, name), WORKERS, timeout=60)
         wait_for(f"http://127.0.0.1:{port}/ready", timeout=60)
         yield Container(name, port)
     finally:

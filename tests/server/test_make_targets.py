@@ -54,3 +54,9 @@ def test_make_bench_quick_runs_every_benchmark_without_errors() -> None:
         assert re.search(
             rf"^\| .* \| `{re.escape(path)}` \| [\d,]+ \|.* \| 0 \| ", ran.stdout, re.M
         ), path
+    # template-only
+    # The template's make bench-quick runs its laboratory's comparisons too (lab/lab.mk).
+    lab = ("/health | stack", "tracing on", "a valid token", "Process manager", "worker count")
+    for table in (*lab, "HUP"):
+        assert table in ran.stdout, table
+    # /template-only
