@@ -128,6 +128,17 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+# Set by coverage.py (`patch = ["subprocess"]`) so that every Python process the tests start
+# is measured: the service's own servers, not the tools they run.
+COVERAGE = "COVERAGE_PROCESS_CONFIG"
+
+
+def unmeasured(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a process that coverage.py must not trace: another project's code (a generated
+    service, its tools) or a benchmark, which tracing would slow several times over."""
+    return {key: value for key, value in env.items() if key != COVERAGE}
+
+
 @asynccontextmanager
 async def asgi_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """The whole app in-process, lifespan included (httpx's transport alone skips it)."""

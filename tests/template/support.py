@@ -9,16 +9,17 @@ import sys
 import tomllib
 from pathlib import Path
 
-from tests.support import ROOT, clean_env
+from tests.support import ROOT, clean_env, unmeasured
 
 BIN = Path(sys.executable).parent
 REFERENCE = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["service"]
 
 
 def tool_env() -> dict[str, str]:
-    """The environment a developer's shell would have: none of this checkout's venv or settings,
-    uv on PATH (as if installed), so a generated project does not download it again."""
-    env = clean_env()
+    """The environment a developer's shell would have: none of this checkout's venv, settings
+    or coverage measurement, uv on PATH (as if installed), so a generated project does not
+    download it again."""
+    env = unmeasured(clean_env())
     env.pop("VIRTUAL_ENV", None)
     paths = [p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(str(ROOT))]
     env["PATH"] = os.pathsep.join([str(ROOT / ".tools" / "bin"), *paths])
