@@ -147,7 +147,8 @@ def main() -> int:
     os.sched_setaffinity(0, {0})
     try:
         with otlp_sink() as sink, openid_provider() as provider:
-            env = bench_env(cluster)
+            # A quick run shows each comparison runs: one worker per server is enough.
+            env = bench_env(cluster) | ({"WEB_CONCURRENCY": "1"} if args.quick else {})
             prepare_database(cluster, env)
             for name, app, server_env in servers(env, sink.endpoint, provider):
                 log = workdir / f"{name}.log"

@@ -79,19 +79,19 @@ def rss_mib(pid: int) -> float:
 
 
 def process_manager(env: dict[str, str], work: Path, rounds: int, seconds: float) -> list[str]:
-    """Gunicorn + our worker vs uvicorn --workers 2, on /health and a row read."""
+    """Gunicorn + our worker vs uvicorn --workers N (WEB_CONCURRENCY, 2), /health and a row."""
+    workers = int(env["WEB_CONCURRENCY"])
     lines = ["| endpoint | server | req/s | p99 ms | errors | ratio gunicorn / uvicorn |"]
     lines.append("|---|---|---:|---:|---:|---:|")
     env = env | {"PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(dir=work)}
     commands = {
         "gunicorn + app.worker.Worker": gunicorn_command(STACK_APP),
-        "uvicorn --workers 2": uvicorn_command(2),
+        f"uvicorn --workers {workers}": uvicorn_command(workers),
     }
+    gunicorn, uvicorn = commands.values()
     with (
-        serving(
-            commands["gunicorn + app.worker.Worker"], env, work / "pm-g.log", up_when=UP_WHEN
-        ) as gun,
-        serving(commands["uvicorn --workers 2"], env, work / "pm-u.log", up_when=UP_WHEN) as uvi,
+        serving(gunicorn, env, work / "pm-g.log", up_when=UP_WHEN) as gun,
+        serving(uvicorn, env, work / "pm-u.log", up_when=UP_WHEN) as uvi,
     ):
         urls = dict(zip(commands, (gun.url, uvi.url), strict=True))
         for path in ("/health", "/bench/rows/1"):
@@ -139,7 +139,7 @@ def memory(env: dict[str, str], work: Path, targets: Sequence[int], seconds: flo
     """RSS of each worker after the first and second target count of the mixed load."""
     script = work / "mixed.lua"
     script.write_text(MIXED_LUA)
-    env = env | {"SERVER__MAX_REQUESTS": "0", "WEB_CONCURRENCY": "2"}
+    env = env | {"SERVER__MAX_REQUESTS": "0"}
     header = f"| requests | worker RSS MiB (each) | growth since {targets[0]:,} |"
     lines = [header, "|---:|---|---:|"]
     command = gunicorn_command(STACK_APP, cpus=None)
@@ -201,7 +201,7 @@ def recycling(
                     stop.set()
                     if sender.is_alive():
                         sender.join()
-            boots = log.read_text().count("Booting worker") - 2
+            boots = log.read_text().count("Booting worker") - int(env["WEB_CONCURRENCY"])
             clients = "new connection each" if close else "keep-alive"
             lines.append(
                 f"| {event} | {worker} | {clients} | {sample.requests:,} "
@@ -227,20 +227,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     counts: Sequence[int] = (1, 2, 4)
-    variants, memory_seconds = ALL_VARIANTS, 5.0
-    if args.quick:
+    variants, memory_seconds, workers = ALL_VARIANTS, 5.0, "2"
+    if args.quick:  # each part once, with one worker: shows it runs
         args.rounds, args.seconds, args.recycle_seconds = 1, 1, 1
         args.memory_requests = [1000, 2000]
-        counts, variants, memory_seconds = (2,), [(OUR_WORKER, False)], 1.0
+        counts, variants, memory_seconds, workers = (1,), [(OUR_WORKER, False)], 1.0, "1"
     parts = args.only or ["manager", "workers", "memory", "recycling"]
     work = Path(tempfile.mkdtemp(prefix="app-bench-server-"))
     work.chmod(0o755)
     cluster = PgCluster.create(work / "pg")
     try:
-        env = bench_env(cluster)
+        env = bench_env(cluster) | {"WEB_CONCURRENCY": workers}
         prepare_database(cluster, env)
         if "manager" in parts:
-            print("\n## Process manager: Gunicorn + Uvicorn worker vs uvicorn --workers 2")
+            print(f"\n## Process manager: Gunicorn + Uvicorn worker vs uvicorn --workers {workers}")
             print(f"(both on CPU 1, wrk -c64 on CPU 0, {args.rounds} interleaved rounds)\n")
             print("\n".join(process_manager(env, work, args.rounds, args.seconds)), flush=True)
         if "workers" in parts:

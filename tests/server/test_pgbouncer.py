@@ -18,8 +18,7 @@ from tests.conftest import new_cluster
 from tests.server.load import steady_load
 from tests.support import gunicorn, make_settings, migrate, wait_for
 
-# Timings and dropped requests under load: alone, after the parallel tests.
-pytestmark = [pytest.mark.slow, pytest.mark.serial]
+pytestmark = pytest.mark.slow
 # The service plus test-only routes: these tests must not depend on the example domain.
 FAULT_APP = "tests.server.fault_app:app"
 NOTES = notes.PREFIX
@@ -88,6 +87,7 @@ def test_writes_and_concurrent_reads_through_pgbouncer(bouncer: PgBouncer, tmp_p
     assert "prepared statement" not in server.output()
 
 
+@pytest.mark.serial  # counts failures under load: alone, after the parallel tests
 def test_restart_behind_pgbouncer_fails_nothing_after_it(
     bouncer: PgBouncer, tmp_path: Path
 ) -> None:

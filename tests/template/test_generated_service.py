@@ -14,6 +14,7 @@ import pytest
 
 from devtools.pgcluster import PgCluster
 from devtools.ports import free_port
+from tests import containers
 from tests.docs import documented, typed
 from tests.support import wait_for
 from tests.template.support import (
@@ -125,6 +126,19 @@ def test_a_domain_added_by_the_readme_passes_the_services_own_tests_and_serves(
     assert "tests/integration/test_orders.py ..." in tested.stdout
     assert not (project / "tests" / "template").exists()
     boot_and_order(project, pg)
+    build_and_compose_under_its_own_name(project)
+
+
+def build_and_compose_under_its_own_name(project: Path) -> None:
+    """Its container tests (image, `docker compose up`), on the run's Docker engine."""
+    tested = run_in(
+        project, ".venv/bin/pytest", "-m", "docker", "-p", "no:cacheprovider", timeout=900
+    )
+    assert tested.returncode == 0, failures(tested.stdout + tested.stderr)
+    docker = containers.shared()
+    if docker.problem is None:  # then they ran, under its own name
+        for image in (SLUG, f"{SLUG}:local"):  # `docker build -t`, then `docker compose up`
+            assert docker.run(f"docker image inspect {image}").returncode == 0, image
 
 
 def boot_and_order(project: Path, pg: PgCluster) -> None:
