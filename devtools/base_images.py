@@ -1,10 +1,13 @@
 """Provide the public base images that the Dockerfile and docker-compose.yml name.
 
-`python -m devtools.base_images` (the container tests call it too) makes sure the Docker
-engine has every base image the build and the Compose file use. An image already present is
+`python -m devtools.base_images` makes sure the Docker engine it talks to (`DOCKER_HOST`, or the
+default) has every base image the build and the Compose file use. An image already present is
 used as it is; a missing one is pulled; when no registry answers (air-gapped CI, a machine
-behind a closed network) a stand-in is built from Debian's packages and tagged with the public
-name, so the committed files build unchanged:
+behind a closed network) a look-alike is built from Debian's packages and tagged with the
+public name, so the committed files build unchanged. Run it on purpose only: the look-alikes
+then stand in for the real images in that daemon until you remove them. The container tests
+run it only in a daemon they started themselves, which they remove with its images
+(tests/containers.py). The images it builds:
 
 - `python:<3.11>-slim-bookworm`: Debian bookworm (minbase) with its Python 3.11.
 - `postgres:<major>`: Debian's PostgreSQL server with an entrypoint that keeps the official
