@@ -44,8 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.traces_endpoint is not None:
         # Outermost: the access line and every other log line fall inside the request's span.
         app.add_middleware(TracingMiddleware, untraced_paths=MACHINE_PATHS)
-    # Starlette tries routes in order, about 1 us each here: the probes go first so their cost
-    # does not grow with the routes a service adds after them.
+    # Starlette tries routes in order: the probes go first so their cost does not grow with the
+    # routes a service adds after them.
     for router in (
         health.router,
         metrics_router(metrics, allowed=settings.http.metrics_allowed_networks),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +22,7 @@ import httpx
 
 from bench.endpoints import ENDPOINTS, SEED
 from bench.server import bench_env, gunicorn_command, migrate, serving
+from bench.table import ALIGN, HEADER, cells, failed
 from bench.wrk import Sample, wrk
 from devtools.pgcluster import PgCluster
 
@@ -43,26 +43,13 @@ def rounds(base_url: str, master: int, count: int, seconds: float) -> dict[str, 
 def table(samples: dict[str, list[Sample]]) -> tuple[list[str], bool]:
     """The Markdown table, and whether any request failed."""
     lines = [
-        "| endpoint | path | req/s | p50 ms | p99 ms | server CPU us/req | errors "
-        "| req/s vs /health (median of per-round ratios) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"| endpoint | path | {HEADER.format(baseline='/health')} |",
+        f"|---|---|{ALIGN}|",
     ]
     baseline = samples[ENDPOINTS[0][1]]
-    failed = False
     for label, path in ENDPOINTS:
-        runs = samples[path]
-        errors = sum(s.errors for s in runs)
-        failed |= errors > 0
-        ratios = [s.rps / b.rps for s, b in zip(runs, baseline, strict=True)]
-        ratio = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
-        lines.append(
-            f"| {label} | `{path}` | {statistics.median(s.rps for s in runs):,.0f} "
-            f"| {statistics.median(s.p50_ms for s in runs):.2f} "
-            f"| {statistics.median(s.p99_ms for s in runs):.2f} "
-            f"| {statistics.median(s.cpu_us_per_request for s in runs):.0f} "
-            f"| {errors} | {ratio if runs is not baseline else ''} |"
-        )
-    return lines, failed
+        lines.append(f"| {label} | `{path}` | {cells(samples[path], baseline)} |")
+    return lines, any(failed(runs) for runs in samples.values())
 
 
 def main() -> int:

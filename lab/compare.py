@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +35,7 @@ from bench.server import (
     stop,
     wait_up,
 )
+from bench.table import ALIGN, HEADER, cells, failed
 from bench.wrk import Sample, wrk
 from devtools.oidc_provider import AUDIENCE, Provider, openid_provider
 from devtools.pgcluster import APP_USER, PgCluster
@@ -214,32 +214,16 @@ def report(
         f"\nwrk -t1 -c{args.connections}, {args.rounds} interleaved rounds of {args.seconds} s, "
         "2 Gunicorn workers each (server on CPU 1, wrk on CPU 0); medians over rounds\n"
     )
-    print(
-        "| endpoint | server | req/s | p50 ms | p99 ms | server CPU us/req | errors "
-        "| req/s vs the last row (median of per-round ratios) |"
-    )
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    failed = False
+    print(f"| endpoint | server | {HEADER.format(baseline='the last row')} |")
+    print(f"|---|---|{ALIGN}|")
+    failures = False
     for endpoint, cases in cases_by_endpoint.items():
         baseline = samples[(endpoint, cases[-1][0])]
         for label, _, _ in cases:
             runs = samples[(endpoint, label)]
-            errors = sum(s.errors for s in runs)
-            failed |= errors > 0
-            ratios = [s.rps / b.rps for s, b in zip(runs, baseline, strict=True)]
-            ratio = (
-                f"**{statistics.median(ratios):.2f}** (rounds {min(ratios):.2f}-{max(ratios):.2f})"
-                if runs is not baseline
-                else ""
-            )
-            print(
-                f"| {endpoint} | {label} | {statistics.median(s.rps for s in runs):,.0f} "
-                f"| {statistics.median(s.p50_ms for s in runs):.2f} "
-                f"| {statistics.median(s.p99_ms for s in runs):.2f} "
-                f"| {statistics.median(s.cpu_us_per_request for s in runs):.0f} "
-                f"| {errors} | {ratio} |"
-            )
-    if failed:
+            failures |= failed(runs)
+            print(f"| {endpoint} | {label} | {cells(runs, baseline)} |")
+    if failures:
         print("\nFAILED: the load generator saw errors (non-2xx or socket errors).")
         return 1
     return 0
