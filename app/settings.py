@@ -232,6 +232,11 @@ def _http_url(value: str) -> str:
 TokenAlgorithm = Literal[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"
 ]
+# Plain http is allowed only to a provider on this machine, outside production, named exactly
+# so. The URL is parsed, never matched as text: a look-alike host (localhost.evil.example,
+# 127.0.0.1.evil.example, the user-info trick http://127.0.0.1@evil.example, "localhost." with
+# its root dot), another loopback address (127.0.0.2) or an IPv4-mapped one (::ffff:127.0.0.1)
+# is not loopback here.
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -247,6 +252,9 @@ class AuthSettings(_Group):
     audience: Annotated[str, Field(min_length=1)] | None = None
     # Default: the `jwks_uri` of the issuer's /.well-known/openid-configuration.
     jwks_url: Annotated[str, AfterValidator(_http_url)] | None = None
+    # The CA certificates (PEM) that sign the provider's TLS certificate, for a provider behind
+    # a company CA; unset: the system's trusted CAs.
+    ca_file: Path | None = None
     algorithms: Annotated[list[TokenAlgorithm], NoDecode, BeforeValidator(_comma_list)] = [
         "RS256",
         "ES256",
@@ -271,6 +279,8 @@ class AuthSettings(_Group):
             problems.append(("AUTH__ISSUER", "must be https (plain http only on loopback)"))
         if self.jwks_url is not None and not _https_or_loopback(self.jwks_url):
             problems.append(("AUTH__JWKS_URL", "must be https (plain http only on loopback)"))
+        if self.ca_file is not None and not self.ca_file.is_file():
+            problems.append(("AUTH__CA_FILE", "is not a readable file"))
         if self.audience is None:
             problems.append(("AUTH__AUDIENCE", "is required when AUTH__MODE=oidc"))
         if not self.algorithms:
@@ -282,7 +292,7 @@ class AuthSettings(_Group):
 
 def _https_or_loopback(url: str) -> bool:
     parts = urlsplit(url)
-    return parts.scheme == "https" or (parts.hostname or "") in _LOOPBACK_HOSTS
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS)
 
 
 class LogSettings(_Group):
@@ -420,6 +430,12 @@ class Settings(BaseSettings):
                     "on purpose",
                 )
             )
+        for variable, url in (
+            ("AUTH__ISSUER", self.auth.issuer),
+            ("AUTH__JWKS_URL", self.auth.jwks_url),
+        ):
+            if self.auth.mode == "oidc" and url is not None and urlsplit(url).scheme != "https":
+                problems.append((variable, "must be https in production"))
         if not self.http.allowed_hosts or "*" in self.http.allowed_hosts:
             problems.append(
                 (

@@ -3,6 +3,7 @@ the benchmark run (an OTLP receiver, an OpenID provider)."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,9 +11,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 @contextmanager
-def serve_in_thread(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
-    """Serve `handler` on 127.0.0.1 while the block runs; yields the port."""
+def serve_in_thread(
+    handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None
+) -> Iterator[int]:
+    """Serve `handler` on 127.0.0.1 while the block runs, over TLS with `tls`; yields the
+    port."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

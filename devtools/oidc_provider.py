@@ -1,15 +1,22 @@
 """A real OpenID provider on loopback, for the tests and `make bench`: discovery, a JWKS it can
-rotate, tokens signed with keys it generates, and a switch that takes it down. Counts its hits."""
+rotate, tokens signed with keys it generates, and a switch that takes it down. Counts its hits.
+
+It serves https, as production requires of a provider, with a certificate for `localhost` from
+a CA of its own: the service trusts it through `AUTH__CA_FILE=<provider.ca_file>`."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import ssl
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -17,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from devtools.loopback import serve_in_thread
+from devtools.pgcluster import Certificates
 
 AUDIENCE = "api://service-under-test"
 
@@ -48,6 +56,7 @@ class SigningKey:
 
 @dataclass
 class Provider:
+    ca_file: Path
     port: int = 0
     keys: list[SigningKey] = field(default_factory=lambda: [SigningKey.new()])
     hits: int = 0
@@ -55,7 +64,7 @@ class Provider:
 
     @property
     def issuer(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://localhost:{self.port}"
 
     def rotate(self, algorithm: str = "RS256") -> SigningKey:
         """Publish a new key beside the old ones (as providers do before signing with it)."""
@@ -98,9 +107,23 @@ class Provider:
         return 404, {}
 
 
+def _tls(folder: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context for `localhost` and the CA file that verifies it."""
+    authority = Certificates.new_ca("test OpenID provider CA")
+    cert, key = authority.server_pair("localhost")
+    (folder / "cert.pem").write_bytes(cert)
+    (folder / "key.pem").write_bytes(key)
+    (folder / "ca.pem").write_bytes(authority.ca_cert)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    return context, folder / "ca.pem"
+
+
 @contextmanager
 def openid_provider() -> Iterator[Provider]:
-    provider = Provider()
+    folder = Path(tempfile.mkdtemp(prefix="oidc-provider-"))
+    tls, ca_file = _tls(folder)
+    provider = Provider(ca_file)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -115,5 +138,8 @@ def openid_provider() -> Iterator[Provider]:
         def log_message(self, *_: Any) -> None:
             pass
 
-    with serve_in_thread(Handler) as provider.port:
-        yield provider
+    try:
+        with serve_in_thread(Handler, tls) as provider.port:
+            yield provider
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -94,6 +94,7 @@ def servers(
     authed = env | {
         "AUTH__MODE": "oidc",
         "AUTH__ISSUER": provider.issuer,
+        "AUTH__CA_FILE": str(provider.ca_file),
         "AUTH__AUDIENCE": AUDIENCE,
     }
     return [

@@ -15,6 +15,7 @@ from sqlalchemy import String, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from app.auth.dependency import requires
 from app.db.session import DbSession
 from devtools.pgcluster import APP_USER, PgCluster
 
@@ -48,7 +49,7 @@ def create_table(cluster: PgCluster, database: str = "app") -> None:
 router = APIRouter(prefix=PREFIX)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[requires("notes:write")])
 async def create_note(text: Annotated[str, Body(embed=True)], session: DbSession) -> NotePublic:
     note = Note(text=text)
     session.add(note)
@@ -59,13 +60,13 @@ async def create_note(text: Annotated[str, Body(embed=True)], session: DbSession
     return NotePublic(id=note.id, text=note.text)
 
 
-@router.get("")
+@router.get("", dependencies=[requires("notes:read")])
 async def list_notes(session: DbSession) -> list[NotePublic]:
     rows = (await session.execute(select(Note.id, Note.text).order_by(Note.id).limit(100))).all()
     return [NotePublic(id=row.id, text=row.text) for row in rows]
 
 
-@router.get("/{note_id}")
+@router.get("/{note_id}", dependencies=[requires("notes:read")])
 async def get_note(note_id: int, session: DbSession) -> NotePublic:
     row = (await session.execute(select(Note.id, Note.text).where(Note.id == note_id))).first()
     if row is None:

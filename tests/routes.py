@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
 
 from app.auth.dependency import requires
+from app.auth.policy import PUBLIC
 from app.auth.tokens import Principal
 from app.db.session import DbSession
 from app.factory import add_routes, create_app
@@ -21,37 +22,38 @@ from tests import notes
 
 BOOM = "fault-app exploded with internal detail"
 
+# Public on purpose: the fault tests call them without tokens, whatever AUTH__MODE says.
 faults = APIRouter(prefix="/_test")
 
 
-@faults.get("/boom")
+@faults.get("/boom", openapi_extra=PUBLIC)
 async def boom() -> None:
     raise RuntimeError(BOOM)
 
 
-@faults.get("/sleep")
+@faults.get("/sleep", openapi_extra=PUBLIC)
 async def sleep(seconds: float) -> dict[str, int]:
     await asyncio.sleep(seconds)
     return {"pid": os.getpid()}
 
 
-@faults.get("/block")
+@faults.get("/block", openapi_extra=PUBLIC)
 async def block(seconds: float) -> None:
     structlog.get_logger("tests.routes").info("event_loop_blocked", seconds=seconds)
     time.sleep(seconds)  # noqa: ASYNC251 - blocks the event loop on purpose (heartbeat test)
 
 
-@faults.get("/pid")
+@faults.get("/pid", openapi_extra=PUBLIC)
 async def pid() -> dict[str, int]:
     return {"pid": os.getpid()}
 
 
-@faults.get("/backend-pid")
+@faults.get("/backend-pid", openapi_extra=PUBLIC)
 async def backend_pid(session: DbSession) -> dict[str, int]:
     return {"pid": int(await session.scalar(text("SELECT pg_backend_pid()")) or 0)}
 
 
-@faults.get("/db-sleep")
+@faults.get("/db-sleep", openapi_extra=PUBLIC)
 async def db_sleep(seconds: float, session: DbSession) -> dict[str, float]:
     await session.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
     return {"slept": seconds}

@@ -11,6 +11,7 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+from app.auth.policy import PUBLIC
 from app.db.engine import pool_usage
 from app.errors import ServiceUnavailable
 from app.state import resources
@@ -42,7 +43,8 @@ class ReadyStatus(BaseModel):
     pool: PoolStatus | None = None
 
 
-@router.get("/health", response_model=Health)
+# Probes answer anyone: the kubelet and load balancers send no token.
+@router.get("/health", response_model=Health, openapi_extra=PUBLIC)
 async def health() -> Health:
     return Health()
 
@@ -50,6 +52,7 @@ async def health() -> Health:
 @router.get(
     "/ready",
     responses={503: {"description": "Not ready; `detail` says why."}},
+    openapi_extra=PUBLIC,
 )
 async def ready(request: Request) -> ReadyStatus:
     result = await resources(request).readiness.check()

@@ -67,7 +67,7 @@ class Forbidden(AppError):
         )
 
 
-async def _principal(
+async def principal(
     security_scopes: SecurityScopes,
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -94,4 +94,4 @@ async def _principal(
 
 def requires(*scopes: str) -> Any:
     """`Annotated[Principal, requires("orders:read")]`, or in a route's `dependencies=[...]`."""
-    return Security(_principal, scopes=list(scopes))
+    return Security(principal, scopes=list(scopes))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -34,7 +35,7 @@ async def authentication(settings: Settings) -> AsyncIterator[Authenticator | No
             log.warning("authentication_disabled", hint="AUTH__MODE=none in production")
         yield None
         return
-    async with httpx.AsyncClient(timeout=PROVIDER_TIMEOUT) as client:
+    async with httpx.AsyncClient(timeout=PROVIDER_TIMEOUT, verify=_trusted(auth)) as client:
         authenticator = Authenticator(_keys(auth, client), _rules(auth), _verified(auth))
         refresher = asyncio.create_task(authenticator.keys.keep_fresh(REFRESH_EVERY_S))
         try:
@@ -43,6 +44,11 @@ async def authentication(settings: Settings) -> AsyncIterator[Authenticator | No
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
+
+
+def _trusted(auth: AuthSettings) -> ssl.SSLContext | bool:
+    """Who may sign the provider's TLS certificate: AUTH__CA_FILE, or the system's CAs."""
+    return True if auth.ca_file is None else ssl.create_default_context(cafile=auth.ca_file)
 
 
 def _keys(auth: AuthSettings, client: httpx.AsyncClient) -> ProviderKeys:

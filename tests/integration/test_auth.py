@@ -23,6 +23,7 @@ from app.settings import Settings
 from devtools.oidc_provider import AUDIENCE, Provider, SigningKey, openid_provider
 from devtools.pgcluster import PgCluster
 from tests.routes import service_with_test_routes
+from tests.scopes import READS, refusals
 from tests.support import asgi_client, make_settings, needs_example
 
 
@@ -40,7 +41,13 @@ def oidc_settings(
         app_env="production",
         log={"format": "json"},
         http={"allowed_hosts": ["testserver"], "docs": docs},
-        auth={"mode": "oidc", "issuer": provider.issuer, "audience": AUDIENCE} | auth,
+        auth={
+            "mode": "oidc",
+            "issuer": provider.issuer,
+            "audience": AUDIENCE,
+            "ca_file": provider.ca_file,
+        }
+        | auth,
     )
 
 
@@ -90,6 +97,21 @@ async def test_a_missing_scope_is_403_naming_it(migrated: PgCluster, provider: P
             'Bearer error="insufficient_scope", scope="notes:write"'
         )
         assert refused.headers["content-type"] == "application/problem+json"
+
+
+async def test_every_guarded_route_refuses_a_token_without_its_scopes(
+    migrated: PgCluster, provider: Provider
+) -> None:
+    """Writes refuse a token with every read scope; reads a token with every other scope."""
+    app = service_with_test_routes(oidc_settings(migrated, provider))
+    async with asgi_client(app) as client:
+        await keys_fetched(client, scoped(provider))
+        for refusal in refusals(app):
+            bearer = {"authorization": f"Bearer {provider.token(scope=refusal.token_scope)}"}
+            body = None if refusal.method in READS else {}
+            answer = await client.request(refusal.method, refusal.path, json=body, headers=bearer)
+            assert answer.status_code == 403, refusal
+            assert 'error="insufficient_scope"' in answer.headers["www-authenticate"], refusal
 
 
 def forge(algorithm: str, kid: str, claims: dict[str, Any], *, signature: bytes) -> str:
@@ -243,7 +265,8 @@ async def test_openapi_declares_the_bearer_scheme_on_protected_routes(
         {"HTTPBearer": ["notes:read"]}
     ]
     assert {"401", "403"} <= set(document["paths"]["/_test/private"]["get"]["responses"])
-    assert "security" not in document["paths"]["/health"]["get"]
+    # Public on purpose, in OpenAPI's words: an empty list of security requirements.
+    assert document["paths"]["/health"]["get"]["security"] == []
 
 
 async def test_no_authentication_in_production_is_a_warning_at_every_start(

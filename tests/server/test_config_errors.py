@@ -35,6 +35,23 @@ CASES: dict[str, tuple[dict[str, str], str]] = {
         {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_SAMPLER": "often"},
         "OTEL_TRACES_SAMPLER",
     ),
+    "an issuer that looks like loopback": (
+        {
+            "AUTH__MODE": "oidc",
+            "AUTH__ISSUER": "http://localhost.evil.example",
+            "AUTH__AUDIENCE": "api://svc",
+        },
+        "AUTH__ISSUER",
+    ),
+    "a key set on the loopback name's user-info look-alike": (
+        {
+            "AUTH__MODE": "oidc",
+            "AUTH__ISSUER": "https://login.example.com",
+            "AUTH__AUDIENCE": "api://svc",
+            "AUTH__JWKS_URL": "http://127.0.0.1@evil.example/keys",
+        },
+        "AUTH__JWKS_URL",
+    ),
     "production with weak TLS": (
         {
             "APP_ENV": "production",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,7 +58,69 @@ def test_each_invalid_auth_setting_is_named(auth: dict[str, Any], variable: str)
     assert [line.split(":")[0] for line in problems(**auth)] == [variable]
 
 
-def test_plain_http_is_allowed_for_a_provider_on_loopback() -> None:
-    for host in ("127.0.0.1:8080", "localhost", "[::1]:9000"):
-        settings = load_settings(_env_file=None, auth=PROVIDER | {"issuer": f"http://{host}"})
-        assert settings.auth.issuer == f"http://{host}"
+# Plain http to the provider: only these hosts, named exactly, count as this machine.
+LOOPBACK = ["localhost", "LOCALHOST", "127.0.0.1", "[::1]", "localhost:8080", "[::1]:9000"]
+LOOK_ALIKES = [
+    "localhost.evil.example",
+    "127.0.0.1.evil.example",
+    "127.0.0.1@evil.example",  # user info: the host is evil.example
+    "localhost:8080@evil.example",
+    "localhost.",  # the root dot: a name the resolver may send elsewhere
+    "127.0.0.2",  # loopback too, but not one of the names allowed
+    "[::ffff:127.0.0.1]",  # IPv4-mapped: refused, only the three canonical names count
+    "evil.example#@localhost",
+    "evil.example?localhost",
+    "evil.example/localhost",
+    "0x7f.0.0.1",
+    "2130706433",  # 127.0.0.1 as one number
+]
+
+
+@pytest.mark.parametrize("host", LOOPBACK)
+def test_plain_http_is_allowed_for_a_provider_on_loopback(host: str) -> None:
+    for variable in ("issuer", "jwks_url"):
+        settings = load_settings(_env_file=None, auth=PROVIDER | {variable: f"http://{host}/x"})
+        assert getattr(settings.auth, variable) == f"http://{host}/x"
+
+
+@pytest.mark.parametrize("host", LOOK_ALIKES)
+def test_plain_http_to_a_look_alike_of_loopback_is_refused(host: str) -> None:
+    assert problems(**PROVIDER | {"issuer": f"http://{host}"}) == [
+        "AUTH__ISSUER: must be https (plain http only on loopback)"
+    ]
+    assert problems(**PROVIDER | {"jwks_url": f"http://{host}/keys"}) == [
+        "AUTH__JWKS_URL: must be https (plain http only on loopback)"
+    ]
+
+
+def test_https_to_any_host_is_allowed() -> None:
+    for host in ("localhost.evil.example", "127.0.0.2", "login.example.com"):
+        assert load_settings(_env_file=None, auth=PROVIDER | {"issuer": f"https://{host}"})
+
+
+PRODUCTION = {
+    "app_env": "production",
+    "database_url": "postgresql+asyncpg://app:secret@db.example.com/app",
+    "db": {"sslmode": "require", "allow_insecure_tls": True},
+    "http": {"allowed_hosts": ["api.example.com"]},
+}
+
+
+@pytest.mark.parametrize("variable", ["issuer", "jwks_url"])
+def test_production_takes_the_provider_over_https_only_even_on_loopback(variable: str) -> None:
+    auth = PROVIDER | {variable: "http://127.0.0.1:8080/keys"}
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None, auth=auth, **PRODUCTION)
+    assert caught.value.problems == [f"AUTH__{variable.upper()}: must be https in production"]
+    assert (
+        load_settings(_env_file=None, auth=PROVIDER, **PRODUCTION).auth.issuer
+        == (PROVIDER["issuer"])
+    )
+
+
+def test_a_provider_ca_file_must_exist(tmp_path: Path) -> None:
+    assert problems(**PROVIDER | {"ca_file": tmp_path / "missing.pem"}) == [
+        "AUTH__CA_FILE: is not a readable file"
+    ]
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    assert load_settings(_env_file=None, auth=PROVIDER | {"ca_file": tmp_path / "ca.pem"})
