@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import URL
 
 from app.auth.dependency import STATE_KEY as AUTH_KEY
+from app.auth.dependency import Authenticator
 from app.auth.lifecycle import authentication
 from app.db.budget import PoolBudgetExceeded, check_pool_budget
 from app.db.database import Database
@@ -76,11 +77,15 @@ async def _check_budget(settings: Settings, database: Database) -> None:
 
 
 async def _sample_metrics(
-    metrics: Metrics, database: Database | None, tracing: Tracing | None, every: float = 1.0
+    metrics: Metrics,
+    database: Database | None,
+    tracing: Tracing | None,
+    authenticator: Authenticator | None,
+    every: float = 1.0,
 ) -> None:
     """Once a second: pending request counts to the shared files, pool and breaker gauges."""
     while True:
-        _publish(metrics, tracing)
+        _publish(metrics, tracing, authenticator)
         if database is not None:
             usage = pool_usage(database.engine)
             metrics.pool.labels("size").set(usage.size)
@@ -90,10 +95,15 @@ async def _sample_metrics(
         await asyncio.sleep(every)
 
 
-def _publish(metrics: Metrics, tracing: Tracing | None) -> None:
+def _publish(
+    metrics: Metrics, tracing: Tracing | None, authenticator: Authenticator | None
+) -> None:
     if tracing is not None:
         counts = tracing.counts
         metrics.spans.count(ended=counts.ended, exported=counts.exported, failed=counts.failed)
+    if authenticator is not None:
+        verified = authenticator.verified
+        metrics.tokens.count(hit=verified.hits, miss=verified.misses)
     metrics.flush()
 
 
@@ -155,7 +165,7 @@ def make_lifespan(
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with (
             authentication(settings) as authenticator,
-            worker_resources(app, settings, metrics) as state,
+            worker_resources(app, settings, metrics, authenticator) as state,
         ):
             yield state | {AUTH_KEY: authenticator}
 
@@ -164,7 +174,7 @@ def make_lifespan(
 
 @asynccontextmanager
 async def worker_resources(
-    app: FastAPI, settings: Settings, metrics: Metrics
+    app: FastAPI, settings: Settings, metrics: Metrics, authenticator: Authenticator | None
 ) -> AsyncIterator[dict[str, Any]]:
     """Database, tracing, readiness and the metrics sampler, released in reverse."""
     database = await open_database(settings)
@@ -175,7 +185,7 @@ async def worker_resources(
         timeout=settings.probes.ready_timeout,
         cache_ttl=settings.probes.ready_cache_ttl,
     )
-    sampler = asyncio.create_task(_sample_metrics(metrics, database, tracing))
+    sampler = asyncio.create_task(_sample_metrics(metrics, database, tracing, authenticator))
     log.info(
         "app_started",
         database=database is not None,
@@ -197,4 +207,4 @@ async def worker_resources(
             log.info("database_disposed")
         if tracing is not None:
             await stop_tracing(tracing)  # bounded: FLUSH_TIMEOUT_S
-        _publish(metrics, tracing)  # what this worker counted since the last second
+        _publish(metrics, tracing, authenticator)  # what it counted since the last second

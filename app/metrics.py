@@ -37,18 +37,18 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 _BOUNDS = LATENCY_BUCKETS
 
 
-class SpanOutcomes:
-    """Sampled spans by outcome, when tracing is on: ended, exported, failed (to export).
-    Ended minus exported were lost: failed exports and spans dropped from a full queue."""
+class Outcomes:
+    """A counter by outcome, fed with a component's running totals (`count`) rather than one
+    increment per event: the component counts in plain integers, this publishes the
+    difference once a second."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.counter = Counter(
-            "tracing_spans", "Sampled spans by outcome.", ["outcome"], registry=registry
-        )
-        self._counted = {"ended": 0, "exported": 0, "failed": 0}
+    def __init__(
+        self, registry: CollectorRegistry, name: str, documentation: str, outcomes: Iterable[str]
+    ) -> None:
+        self.counter = Counter(name, documentation, ["outcome"], registry=registry)
+        self._counted = dict.fromkeys(outcomes, 0)
 
     def count(self, **totals: int) -> None:
-        """This worker's totals so far (app/tracing.py `SpanCounts`), as counter increments."""
         for outcome, total in totals.items():
             self.counter.labels(outcome).inc(total - self._counted[outcome])
             self._counted[outcome] = total
@@ -89,7 +89,16 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
-        self.spans = SpanOutcomes(registry)
+        # Sampled spans, when tracing is on: ended minus exported were lost (failed exports,
+        # spans dropped from a full queue).
+        self.spans = Outcomes(
+            registry, "tracing_spans", "Sampled spans by outcome.", ("ended", "exported", "failed")
+        )
+        # With AUTH__MODE=oidc: bearer tokens answered from the verified-token cache (hit) or
+        # checked in full (miss).
+        self.tokens = Outcomes(
+            registry, "auth_token_cache", "Bearer tokens by cache outcome.", ("hit", "miss")
+        )
         # Pending since the last flush, per (method, route, status): the latency bucket counts
         # (not cumulative, as prometheus-client keeps them) and, in the last slot, their sum.
         # The request count is the buckets' total. One dict update per request.

@@ -30,6 +30,9 @@ class VerifiedTokens:
         self._leeway_seconds = leeway_seconds
         self._clock = clock
         self._entries: dict[str, Verified] = {}
+        # Answers so far, published on /metrics (auth_token_cache_total) once a second.
+        self.hits = 0
+        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -38,13 +41,14 @@ class VerifiedTokens:
         """The caller this token proved before, if it still would; `published` gives the key
         the provider publishes now under a key id."""
         entry = self._entries.get(token)
-        if entry is None:
-            return None
-        expired = self._clock() >= entry.expires_at + self._leeway_seconds
-        if expired or published(entry.kid) is not entry.key:
+        if entry is not None:
+            expired = self._clock() >= entry.expires_at + self._leeway_seconds
+            if not expired and published(entry.kid) is entry.key:
+                self.hits += 1
+                return entry.principal
             del self._entries[token]
-            return None
-        return entry.principal
+        self.misses += 1
+        return None
 
     def put(self, token: str, verified: Verified) -> None:
         if self._max_entries == 0:

@@ -8,9 +8,10 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -108,10 +109,43 @@ async def test_every_guarded_route_refuses_a_token_without_its_scopes(
         await keys_fetched(client, scoped(provider))
         for refusal in refusals(app):
             bearer = {"authorization": f"Bearer {provider.token(scope=refusal.token_scope)}"}
-            body = None if refusal.method in READS else {}
+            body: dict[str, str] | None = None if refusal.method in READS else {}
             answer = await client.request(refusal.method, refusal.path, json=body, headers=bearer)
             assert answer.status_code == 403, refusal
             assert 'error="insufficient_scope"' in answer.headers["www-authenticate"], refusal
+
+
+async def cache_outcomes(client: httpx.AsyncClient) -> dict[str, float]:
+    text = (await client.get("/metrics")).text
+    found = re.findall(r'^auth_token_cache_total\{outcome="(\w+)"\} (\S+)$', text, re.M)
+    return {outcome: float(value) for outcome, value in found}
+
+
+async def outcomes_when(
+    client: httpx.AsyncClient, ready: Callable[[dict[str, float]], bool]
+) -> dict[str, float]:
+    """The cache's outcomes on /metrics once `ready` holds (workers publish once a second)."""
+    deadline = time.monotonic() + 5
+    while not ready(found := await cache_outcomes(client)):
+        assert time.monotonic() < deadline, found
+        await asyncio.sleep(0.05)
+    return found
+
+
+async def test_a_token_used_again_is_a_cache_hit_and_a_refused_one_never_is(
+    migrated: PgCluster, provider: Provider
+) -> None:
+    async with service(oidc_settings(migrated, provider)) as client:
+        await keys_fetched(client, scoped(provider))  # misses only: each token checked once
+        token = provider.token(scope="notes:read")  # a real token: three parts, two dots
+        assert [(await call(client, token)).status_code for _ in range(2)] == [200, 200]
+        first = await outcomes_when(client, lambda found: found.get("hit", 0) >= 1)
+        assert first["hit"] == 1  # the second request of the token
+
+        forged = provider.token(scope="notes:read", aud="api://another-service")
+        assert [(await call(client, forged)).status_code for _ in range(3)] == [401, 401, 401]
+        later = await outcomes_when(client, lambda found: found["miss"] >= first["miss"] + 3)
+        assert later == {"hit": 1, "miss": first["miss"] + 3}  # refused: never remembered
 
 
 def forge(algorithm: str, kid: str, claims: dict[str, Any], *, signature: bytes) -> str:
@@ -135,43 +169,64 @@ def hs256(claims: dict[str, Any], kid: str, *, secret: bytes) -> str:
     return forge("HS256", kid, claims, signature=signature)
 
 
-def forged(provider: Provider) -> dict[str, str | None]:
-    """Every token that must be refused, by what is wrong with it."""
+def forged(provider: Provider) -> dict[str, tuple[str | None, str | None]]:
+    """Every token that must be refused, by what is wrong with it: the token, and the reason
+    the service logs for it (None: no token, nothing to log)."""
     key = provider.keys[0]
+    # Signed right with a published key, but in an algorithm AUTH__ALGORITHMS does not allow
+    # (PyJWT itself would accept it): only the service's allow-list refuses it.
+    rs512 = provider.rotate("RS512")
     now = int(time.time())
     public_pem = key.private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     claims = {"iss": provider.issuer, "aud": AUDIENCE, "sub": "x", "iat": now, "exp": now + 60}
+    unsigned = jwt.encode(
+        claims,
+        None,  # type: ignore[arg-type]  # "none" takes no key, which the stubs do not allow
+        algorithm="none",
+        headers={"kid": key.kid},
+    )
     return {
-        "missing": None,
-        "wrong audience": provider.token(aud="api://another-service"),
-        "wrong issuer": provider.token(iss="https://evil.example.com"),
-        "expired": provider.token(iat=now - 600, nbf=now - 600, exp=now - 300),
-        "not yet valid": provider.token(nbf=now + 300),
-        "key not in the JWKS": provider.token(key=SigningKey.new()),
-        "alg none": jwt.encode(
-            claims,
-            None,  # type: ignore[arg-type]  # "none" takes no key, which the stubs do not allow
-            algorithm="none",
-            headers={"kid": key.kid},
+        "missing": (None, None),
+        "wrong audience": (provider.token(aud="api://another-service"), "InvalidAudienceError"),
+        "wrong issuer": (provider.token(iss="https://evil.example.com"), "InvalidIssuerError"),
+        "expired": (
+            provider.token(iat=now - 600, nbf=now - 600, exp=now - 300),
+            "ExpiredSignatureError",
         ),
-        "HS256 signed with the public key": hs256(claims, key.kid, secret=public_pem),
-        "garbage": "not.a.token",
-        "ES256 naming an RSA key": forge("ES256", key.kid, claims, signature=b"\x00" * 64),
-        "no exp": provider.token(exp=None),
-        "an ID token's typ": provider.token(headers={"typ": "JWT+id"}),
+        "not yet valid": (provider.token(nbf=now + 300), "ImmatureSignatureError"),
+        "key not in the JWKS": (provider.token(key=SigningKey.new()), "unknown key id"),
+        "alg none": (unsigned, "algorithm 'none' not allowed"),
+        "an allowed key in an algorithm not allowed": (
+            provider.token(key=rs512),
+            "algorithm 'RS512' not allowed",
+        ),
+        "HS256 signed with the public key": (
+            hs256(claims, key.kid, secret=public_pem),
+            "algorithm 'HS256' not allowed",
+        ),
+        "garbage": ("not.a.token", "malformed"),
+        "ES256 naming an RSA key": (
+            forge("ES256", key.kid, claims, signature=b"\x00" * 64),
+            "the algorithm does not fit the key",
+        ),
+        "no exp": (provider.token(exp=None), "MissingRequiredClaimError"),
+        "an ID token's typ": (
+            provider.token(headers={"typ": "JWT+id"}),
+            "not an access token (typ)",
+        ),
     }
 
 
 async def test_every_forged_or_invalid_token_is_401_without_saying_why(
     migrated: PgCluster, provider: Provider, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    tokens = forged(provider)  # before the service starts: its key set has the RS512 key
     async with service(oidc_settings(migrated, provider)) as client:
         await keys_fetched(client, scoped(provider))
         capsys.readouterr()
-        tokens = forged(provider)
-        for case, token in tokens.items():
+        for case, (token, reason) in tokens.items():
             refused = await call(client, token)
             assert refused.status_code == 401, case
             expected = 'Bearer error="invalid_token"' if token else "Bearer"
@@ -180,11 +235,11 @@ async def test_every_forged_or_invalid_token_is_401_without_saying_why(
                 "The bearer token is not valid.",
                 "A bearer token is required.",
             )
-        logged = capsys.readouterr().err
-    reasons = [json.loads(line) for line in logged.splitlines() if "token_refused" in line]
-    assert len(reasons) == len(tokens) - 1  # each refusal logged with its reason, at info
-    for token in filter(None, tokens.values()):
-        assert token not in logged  # never a token in a log line
+            logged = capsys.readouterr().err
+            refusals = [json.loads(line) for line in logged.splitlines() if "token_refused" in line]
+            # Why, at info, in the log alone; never the token.
+            assert [line["reason"] for line in refusals] == ([reason] if reason else []), case
+            assert token is None or token not in logged, case
 
 
 async def test_a_rotated_in_key_works_without_restart(
