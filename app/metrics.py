@@ -70,6 +70,24 @@ class Metrics:
             registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self._add_gauges(registry)
+        # Sampled spans, when tracing is on: ended minus exported were lost (failed exports,
+        # spans dropped from a full queue).
+        self.spans = Outcomes(
+            registry, "tracing_spans", "Sampled spans by outcome.", ("ended", "exported", "failed")
+        )
+        # With AUTH__MODE=oidc: bearer tokens answered from the verified-token cache (hit) or
+        # checked in full (miss).
+        self.tokens = Outcomes(
+            registry, "auth_token_cache", "Bearer tokens by cache outcome.", ("hit", "miss")
+        )
+        # Pending since the last flush, per (method, route, status): the latency bucket counts
+        # (not cumulative, as prometheus-client keeps them) and, in the last slot, their sum.
+        # The request count is the buckets' total. One dict update per request.
+        self._pending: dict[tuple[str, str, int], list[float]] = {}
+        self.in_flight_now = 0
+
+    def _add_gauges(self, registry: CollectorRegistry) -> None:
         self.in_flight = Gauge(
             "http_requests_in_flight",
             "Requests being handled.",
@@ -89,21 +107,6 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
-        # Sampled spans, when tracing is on: ended minus exported were lost (failed exports,
-        # spans dropped from a full queue).
-        self.spans = Outcomes(
-            registry, "tracing_spans", "Sampled spans by outcome.", ("ended", "exported", "failed")
-        )
-        # With AUTH__MODE=oidc: bearer tokens answered from the verified-token cache (hit) or
-        # checked in full (miss).
-        self.tokens = Outcomes(
-            registry, "auth_token_cache", "Bearer tokens by cache outcome.", ("hit", "miss")
-        )
-        # Pending since the last flush, per (method, route, status): the latency bucket counts
-        # (not cumulative, as prometheus-client keeps them) and, in the last slot, their sum.
-        # The request count is the buckets' total. One dict update per request.
-        self._pending: dict[tuple[str, str, int], list[float]] = {}
-        self.in_flight_now = 0
 
     def observe(self, method: str, route: str | None, status: int, seconds: float) -> None:
         key = (method, route or UNMATCHED, status)

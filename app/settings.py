@@ -289,6 +289,15 @@ class AuthSettings(_Group):
             raise _problems(problems)
         return self
 
+    def plain_http_urls(self) -> list[tuple[str, str]]:
+        """The provider's URLs that production refuses: every one that is not https."""
+        urls = (("AUTH__ISSUER", self.issuer), ("AUTH__JWKS_URL", self.jwks_url))
+        return [
+            (variable, "must be https in production")
+            for variable, url in urls
+            if self.mode == "oidc" and url is not None and urlsplit(url).scheme != "https"
+        ]
+
 
 def _https_or_loopback(url: str) -> bool:
     parts = urlsplit(url)
@@ -430,12 +439,7 @@ class Settings(BaseSettings):
                     "on purpose",
                 )
             )
-        for variable, url in (
-            ("AUTH__ISSUER", self.auth.issuer),
-            ("AUTH__JWKS_URL", self.auth.jwks_url),
-        ):
-            if self.auth.mode == "oidc" and url is not None and urlsplit(url).scheme != "https":
-                problems.append((variable, "must be https in production"))
+        problems += self.auth.plain_http_urls()
         if not self.http.allowed_hosts or "*" in self.http.allowed_hosts:
             problems.append(
                 (
