@@ -214,6 +214,12 @@ class ServerSettings(_Group):
     # How long a stopping worker keeps idle keep-alive connections open, so a request already on
     # its way gets an answer (with `Connection: close`) instead of a reset (app/worker.py).
     drain_idle_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
+    # How long a client may take to send a complete request head: from accept on a new
+    # connection, from its first byte for each later request on a kept-alive one (the idle time
+    # between requests is `keepalive`'s). Past it the connection is closed without an answer.
+    # Uvicorn has none of its own: a client sending its head a byte at a time would hold a
+    # connection as long as it likes. 0: off. Why 60 s: docs/operations.md (slow clients).
+    header_timeout_seconds: Annotated[float, Field(ge=0, le=600)] = 60.0
     # The garbage collector's youngest-generation threshold in each worker (0: Python's 700);
     # the startup heap is frozen either way (app/worker.py `tune_gc`: the collector took 8 % of
     # a worker's time on a database read with the defaults).

@@ -41,7 +41,7 @@ import os
 import socket
 import sys
 import time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 from gunicorn.arbiter import Arbiter  # type: ignore[import-untyped]  # no py.typed
@@ -50,6 +50,9 @@ from uvicorn.server import Server, ServerState
 from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]  # ships no py.typed
 
 from app.settings import load_settings
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
 
 # Seconds kept between uvicorn giving up on in-flight requests and Gunicorn's SIGKILL.
 SHUTDOWN_MARGIN = 2
@@ -64,9 +67,23 @@ class _State(ServerState):
 
 
 class DrainingHttpProtocol(HttpToolsProtocol):
-    """httptools' protocol that answers `Connection: close` once the worker is stopping."""
+    """httptools' protocol that answers `Connection: close` once the worker is stopping, and
+    notes when the head of the request it is reading began (`head_started`): at accept for the
+    first request, at the first byte for a later one; None once the head is complete."""
+
+    head_started: float | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]  # uvicorn narrows it
+        self.head_started = time.monotonic()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self.head_started is None:
+            self.head_started = time.monotonic()
 
     def on_headers_complete(self) -> None:
+        self.head_started = None
         super().on_headers_complete()
         state = self.server_state
         # The request's task starts on the next loop iteration, so its response sees this.
@@ -82,12 +99,40 @@ def _busy(connection: Any) -> bool:
 class DrainingServer(Server):
     """uvicorn's server whose shutdown answers what is already in flight before closing."""
 
-    def __init__(self, config: Any, *, drain_idle: float, heartbeat: Any) -> None:
+    def __init__(
+        self,
+        config: Any,
+        *,
+        drain_idle: float,
+        heartbeat: Any,
+        header_timeout: float = 0,
+        slow_heads: Counter | None = None,
+    ) -> None:
         super().__init__(config)
         self._state = _State()
         self.server_state = self._state
         self._drain_idle = drain_idle
         self._heartbeat = heartbeat
+        self._header_timeout = header_timeout
+        self._slow_heads = slow_heads
+
+    async def on_tick(self, counter: int) -> bool:
+        # uvicorn calls this every 0.1 s: the header-read deadline's precision.
+        if self._header_timeout:
+            self._close_slow_heads(time.monotonic() - self._header_timeout)
+        return await super().on_tick(counter)
+
+    def _close_slow_heads(self, began_before: float) -> None:
+        """Close, without an answer, each connection whose request head began before then."""
+        for connection in list(self._state.connections):
+            if not isinstance(connection, DrainingHttpProtocol):
+                continue  # a WebSocket: no request head to wait for
+            started = connection.head_started
+            if started is not None and started < began_before:
+                connection.head_started = None
+                connection.transport.close()
+                if self._slow_heads is not None:
+                    self._slow_heads.inc()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         beating = asyncio.create_task(self._beat())
@@ -120,6 +165,21 @@ class DrainingServer(Server):
         while True:
             await self._heartbeat()
             await asyncio.sleep(1.0)
+
+
+def slow_heads_counter() -> Counter:
+    """Connections closed for a request head that took too long, summed on /metrics like every
+    metric of the workers (prometheus-client's multiprocess files, app/metrics.py)."""
+    # Imported in the worker: the master loads this module before gunicorn_conf.py names the
+    # multiprocess directory, and prometheus-client picks its mode when first imported.
+    from prometheus_client import CollectorRegistry, Counter  # noqa: PLC0415
+
+    return Counter(
+        "http_header_timeouts",
+        "Connections closed without an answer: the request head took longer than "
+        "SERVER__HEADER_TIMEOUT_SECONDS.",
+        registry=CollectorRegistry(),  # written to the shared files; read by /metrics
+    )
 
 
 def tune_gc(threshold: int) -> dict[str, Any]:
@@ -156,6 +216,7 @@ class Worker(UvicornWorker):  # type: ignore[misc]  # base is untyped (Any)
         server = load_settings().server
         self.drain_idle = server.drain_idle_seconds
         self.gc_threshold = server.gc_threshold
+        self.header_timeout = server.header_timeout_seconds
 
     async def _serve(self) -> None:
         # The app is imported and built (Gunicorn's `load_wsgi`); its lifespan has not run.
@@ -165,7 +226,11 @@ class Worker(UvicornWorker):  # type: ignore[misc]  # base is untyped (Any)
         # uvicorn_worker's own `_serve`, with the draining server.
         self.config.app = self.wsgi
         server = DrainingServer(
-            self.config, drain_idle=self.drain_idle, heartbeat=self.callback_notify
+            self.config,
+            drain_idle=self.drain_idle,
+            heartbeat=self.callback_notify,
+            header_timeout=self.header_timeout,
+            slow_heads=slow_heads_counter(),
         )
         self._install_sigquit_handler()
         await server.serve(sockets=self.sockets)

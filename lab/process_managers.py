@@ -8,22 +8,30 @@ recycling (`make bench` in the template repository; lab/README.md).
 4. Recycling: SIGHUP reloads and `max_requests` recycles under wrk, keep-alive and a new
    connection per request, with uvicorn_worker's UvicornWorker (before) and app.worker.Worker
    (after): failed requests as wrk counts them (socket errors and non-2xx).
+5. Slow clients: /health with the header-read deadline on against off (target >= 0.97), and
+   /health while 1,000 clients trickle their request heads against idle (target >= 0.80),
+   with the workers' memory in both.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import resource
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.server import bench_env, gunicorn_command, serving
+from bench.table import ALIGN, HEADER, cells
 from bench.wrk import Sample, wrk
 from devtools.pgcluster import PgCluster
 from lab.compare import prepare_database
@@ -210,6 +218,62 @@ def recycling(
     return lines
 
 
+TRICKLERS = 1000
+
+
+def slow_clients(env: dict[str, str], work: Path, rounds: int, seconds: float) -> list[str]:
+    """The header-read deadline's cost, and /health's throughput under slow clients."""
+    off = env | {"SERVER__HEADER_TIMEOUT_SECONDS": "0"}
+    runs: dict[str, list[Sample]] = {"on": [], "off": [], "trickled": []}
+    rss: dict[str, float] = {}
+    with (
+        serving(gunicorn_command(STACK_APP), env, work / "sc-on.log", up_when=UP_WHEN) as on,
+        serving(gunicorn_command(STACK_APP), off, work / "sc-off.log", up_when=UP_WHEN) as bare,
+    ):
+        servers = {"on": on, "off": bare, "trickled": on}
+        for round_no in range(rounds):
+            for name in (
+                ("on", "off", "trickled") if round_no % 2 == 0 else ("off", "on", "trickled")
+            ):
+                server = servers[name]
+                with trickling(server.port) if name == "trickled" else contextlib.nullcontext():
+                    runs[name].append(
+                        wrk(
+                            f"{server.url}/health",
+                            seconds=seconds,
+                            connections=64,
+                            master=server.process.pid,
+                        )
+                    )
+                    rss[name] = sum(rss_mib(pid) for pid in workers_of(server.process.pid))
+    rows = [
+        ("deadline on (the default)", "on", "off"),
+        ("deadline off (SERVER__HEADER_TIMEOUT_SECONDS=0)", "off", "off"),
+        (f"deadline on, {TRICKLERS:,} clients trickling heads", "trickled", "on"),
+    ]
+    lines = [
+        f"| case | workers' RSS MiB | {HEADER.format(baseline='the ratio column names')} |",
+        f"|---|---:|{ALIGN}|",
+    ]
+    for label, name, baseline in rows:
+        versus = {"off": " (vs off)", "on": " (vs idle)"}[baseline] if name != baseline else ""
+        lines.append(f"| {label}{versus} | {rss[name]:.1f} | {cells(runs[name], runs[baseline])} |")
+    return lines
+
+
+@contextmanager
+def trickling(port: int) -> Iterator[None]:
+    """TRICKLERS clients sending heads a byte every 0.5 s (on wrk's core), for the block."""
+    command = ["taskset", "-c", "0", sys.executable, "-m", "lab.trickle", str(port)]
+    process = subprocess.Popen([*command, str(TRICKLERS), "0.5"])
+    try:
+        time.sleep(2)  # the connections opened and their first bytes sent: a steady state
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 ALL_VARIANTS = [(worker, close) for worker in (PLAIN_WORKER, OUR_WORKER) for close in (False, True)]
 
 
@@ -220,7 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recycle-seconds", type=float, default=12)
     parser.add_argument("--memory-requests", type=int, nargs=2, default=[20_000, 100_000])
     parser.add_argument(
-        "--only", choices=("manager", "workers", "memory", "recycling"), action="append"
+        "--only",
+        choices=("manager", "workers", "memory", "recycling", "slow-clients"),
+        action="append",
     )
     parser.add_argument(
         "--quick", action="store_true", help="each part once, briefly, one variant: shows it runs"
@@ -232,7 +298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.rounds, args.seconds, args.recycle_seconds = 1, 1, 1
         args.memory_requests = [1000, 2000]
         counts, variants, memory_seconds, workers = (1,), [(OUR_WORKER, False)], 1.0, "1"
-    parts = args.only or ["manager", "workers", "memory", "recycling"]
+    parts = args.only or ["manager", "workers", "memory", "recycling", "slow-clients"]
+    # Room for the slow clients' connections, here and in the servers started from here.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * TRICKLERS)), hard))
     work = Path(tempfile.mkdtemp(prefix="app-bench-server-"))
     work.chmod(0o755)
     cluster = PgCluster.create(work / "pg")
@@ -254,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\n## Reloads and recycling under wrk -c16 on /health (wrk on CPU 0)")
             print("(failed = wrk socket errors + non-2xx; reboots = workers booted after start)\n")
             print("\n".join(recycling(env, work, args.recycle_seconds, variants)), flush=True)
+        if "slow-clients" in parts:
+            print("\n## Slow clients: the header-read deadline (wrk -c64 on /health, CPU 0)\n")
+            print("\n".join(slow_clients(env, work, args.rounds, args.seconds)), flush=True)
     finally:
         cluster.destroy()
     return 0

@@ -135,8 +135,16 @@ async def test_the_uvicorn_internals_the_worker_relies_on_are_still_there() -> N
     assert "sockets" in inspect.signature(Server.shutdown).parameters
     assert hasattr(ServerState(), "connections")
 
+    # The header-read deadline: checked on each of the main loop's ticks (every 0.1 s), from
+    # the moments the protocol's parser callbacks mark.
+    main_loop = inspect.getsource(Server.main_loop)
+    assert "await self.on_tick(counter)" in main_loop
+    assert "asyncio.sleep(0.1)" in main_loop
+    assert "self.transport = transport" in inspect.getsource(HttpToolsProtocol.connection_made)
+
     protocol = HttpToolsProtocol(config, ServerState(), app_state={})
     assert "cycle" in vars(protocol)  # the request in progress, set per request
+    assert callable(protocol.on_message_begin)
     assert callable(protocol.on_headers_complete)
     assert callable(protocol.shutdown)
     cycle_init = inspect.getsource(RequestResponseCycle.__init__)
