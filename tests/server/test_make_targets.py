@@ -60,7 +60,7 @@ def test_make_bench_quick_runs_every_benchmark_without_errors() -> None:
         ), path
     # template-only
     # The template's make bench-quick runs its laboratory's comparisons too (lab/lab.mk).
-    lab = ("/health | stack", "tracing on", "a valid token", "Process manager", "worker count")
-    for table in (*lab, "HUP"):
+    lab = ("/health | stack", "tracing on", "a valid token", "Process manager", "Slow clients")
+    for table in (*lab, "worker count", "HUP"):
         assert table in ran.stdout, table
     # /template-only
