@@ -59,12 +59,21 @@ class Provider:
     ca_file: Path
     port: int = 0
     keys: list[SigningKey] = field(default_factory=lambda: [SigningKey.new()])
+    # Published beside the signing keys, as they are (keys a service must skip, for instance).
+    extra_jwks: list[dict[str, Any]] = field(default_factory=list)
     hits: int = 0
     down: bool = False
+    discovery_down: bool = False  # the key set still served at /jwks
+    # Auth0 writes its issuer with a trailing slash, and its tokens say it so.
+    trailing_slash: bool = False
 
     @property
     def issuer(self) -> str:
-        return f"https://localhost:{self.port}"
+        return f"https://localhost:{self.port}" + ("/" if self.trailing_slash else "")
+
+    @property
+    def jwks_url(self) -> str:
+        return f"https://localhost:{self.port}/jwks"
 
     def rotate(self, algorithm: str = "RS256") -> SigningKey:
         """Publish a new key beside the old ones (as providers do before signing with it)."""
@@ -100,10 +109,10 @@ class Provider:
         self.hits += 1
         if self.down:
             return 503, {"error": "down for the test"}
-        if path == "/.well-known/openid-configuration":
-            return 200, {"issuer": self.issuer, "jwks_uri": f"{self.issuer}/jwks"}
+        if path == "/.well-known/openid-configuration" and not self.discovery_down:
+            return 200, {"issuer": self.issuer, "jwks_uri": self.jwks_url}
         if path == "/jwks":
-            return 200, {"keys": [key.jwk() for key in self.keys]}
+            return 200, {"keys": [key.jwk() for key in self.keys] + self.extra_jwks}
         return 404, {}
 
 

@@ -29,7 +29,7 @@ class ProviderKeys:
         issuer: str,
         jwks_url: str | None,
         algorithms: frozenset[str],
-        refetch_after: float = 30.0,
+        refetch_after: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
@@ -59,22 +59,21 @@ class ProviderKeys:
             found = self._keys.get(kid)
         return found
 
-    async def refresh(self) -> bool:
+    async def refresh(self) -> None:
         """Fetch the key set once (concurrent callers share it); keep the last good one when
         the provider fails."""
         async with self._fetching:
             if self._clock() - self._fetched_at < self._refetch_after and self._keys:
-                return True  # another caller fetched while this one waited
+                return  # another caller fetched while this one waited
             self._fetched_at = self._clock()
             try:
                 self._keys = await self._fetch()
             except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
                 log.warning("jwks_fetch_failed", error=type(exc).__name__, kept=len(self._keys))
-                return False
+                return
             log.info("jwks_fetched", keys=sorted(self._keys))
-            return True
 
-    async def keep_fresh(self, every: float, retry: float = 5.0) -> None:
+    async def keep_fresh(self, every: float, retry: float) -> None:
         """Background task: refresh every `every` seconds, every `retry` while none is known."""
         while True:
             await self.refresh()

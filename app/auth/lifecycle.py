@@ -22,6 +22,7 @@ from app.settings import AuthSettings, Settings
 # Bounded: a slow provider must not hold a refresh (or a request waiting on one) for long.
 PROVIDER_TIMEOUT = httpx.Timeout(3.0, connect=2.0)
 REFRESH_EVERY_S = 600.0
+RETRY_EVERY_S = 5.0  # while no key is known yet
 
 log = structlog.get_logger("app.auth")
 
@@ -37,7 +38,9 @@ async def authentication(settings: Settings) -> AsyncIterator[Authenticator | No
         return
     async with httpx.AsyncClient(timeout=PROVIDER_TIMEOUT, verify=_trusted(auth)) as client:
         authenticator = Authenticator(_keys(auth, client), _rules(auth), _verified(auth))
-        refresher = asyncio.create_task(authenticator.keys.keep_fresh(REFRESH_EVERY_S))
+        refresher = asyncio.create_task(
+            authenticator.keys.keep_fresh(REFRESH_EVERY_S, retry=RETRY_EVERY_S)
+        )
         try:
             yield authenticator
         finally:
@@ -46,9 +49,9 @@ async def authentication(settings: Settings) -> AsyncIterator[Authenticator | No
                 await refresher
 
 
-def _trusted(auth: AuthSettings) -> ssl.SSLContext | bool:
+def _trusted(auth: AuthSettings) -> ssl.SSLContext:
     """Who may sign the provider's TLS certificate: AUTH__CA_FILE, or the system's CAs."""
-    return True if auth.ca_file is None else ssl.create_default_context(cafile=auth.ca_file)
+    return ssl.create_default_context(cafile=auth.ca_file)
 
 
 def _keys(auth: AuthSettings, client: httpx.AsyncClient) -> ProviderKeys:

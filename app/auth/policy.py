@@ -44,6 +44,7 @@ def is_public(route: APIRoute) -> bool:
 def undecided(app: FastAPI) -> list[str]:
     """Routes that neither name scopes nor are public on purpose, as "METHODS path"."""
     documents = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    documents.discard(None)  # a document turned off
     found = []
     for route in app.routes:
         if isinstance(route, APIRoute):

@@ -94,7 +94,7 @@ async def verify(token: str, keys: ProviderKeys, rules: TokenRules) -> Verified:
 
 def _scopes(claims: dict[str, object]) -> frozenset[str]:
     """`scope` (space-separated, RFC 9068) or `scp` (a list, as some providers send)."""
-    found = claims.get("scope") or claims.get("scp") or ""
+    found = claims.get("scope") or claims.get("scp")
     if isinstance(found, str):
         return frozenset(found.split())
     if isinstance(found, list):

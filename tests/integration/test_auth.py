@@ -98,6 +98,58 @@ async def test_a_missing_scope_is_403_naming_it(migrated: PgCluster, provider: P
             'Bearer error="insufficient_scope", scope="notes:write"'
         )
         assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["detail"] == "The token lacks a scope this needs: notes:write."
+
+
+async def test_a_token_without_typ_and_a_client_named_in_azp_is_accepted(
+    migrated: PgCluster, provider: Provider
+) -> None:
+    """`typ` is optional (JWT by default); some providers name the client in `azp` only."""
+    async with service(oidc_settings(migrated, provider)) as client:
+        await keys_fetched(client, scoped(provider))
+        token = provider.token(scope="notes:read", headers={"typ": None}, client_id=None, azp="web")
+        assert "typ" not in jwt.get_unverified_header(token)
+        answered = await call(client, token)
+        assert answered.status_code == 200, answered.text
+        assert answered.json()["client_id"] == "web"
+
+
+async def test_clock_skew_is_allowed_up_to_the_leeway_and_no_further(
+    migrated: PgCluster, provider: Provider
+) -> None:
+    now = int(time.time())
+    async with service(oidc_settings(migrated, provider, leeway_seconds=30)) as client:
+        await keys_fetched(client, scoped(provider))
+        lately = provider.token(scope="notes:read", iat=now - 100, nbf=now - 100, exp=now - 10)
+        long_ago = provider.token(scope="notes:read", iat=now - 100, nbf=now - 100, exp=now - 40)
+        assert (await call(client, lately)).status_code == 200
+        assert (await call(client, long_ago)).status_code == 401
+
+
+async def test_a_provider_certificate_no_trusted_ca_signed_gets_no_key_fetched(
+    migrated: PgCluster, provider: Provider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without AUTH__CA_FILE the system's CAs decide, and none of them signed the test
+    provider's certificate: no key is fetched, protected routes answer 503."""
+    untrusted = oidc_settings(migrated, provider, ca_file=None)
+    async with service(untrusted) as client:
+        deadline = time.monotonic() + 10
+        while "jwks_fetch_failed" not in (logged := capsys.readouterr().err):
+            assert time.monotonic() < deadline, "no failed fetch was logged"
+            await asyncio.sleep(0.05)
+        assert (await call(client, scoped(provider))).status_code == 503
+    [failed] = [json.loads(line) for line in logged.splitlines() if "jwks_fetch_failed" in line]
+    assert failed["error"] == "ConnectError"
+    assert provider.hits == 0  # the TLS handshake failed before any request
+
+
+async def test_a_key_set_url_given_is_used_without_discovery(
+    migrated: PgCluster, provider: Provider
+) -> None:
+    provider.discovery_down = True
+    async with service(oidc_settings(migrated, provider, jwks_url=provider.jwks_url)) as client:
+        await keys_fetched(client, scoped(provider))
+        assert (await call(client, scoped(provider))).status_code == 200
 
 
 async def test_every_guarded_route_refuses_a_token_without_its_scopes(
@@ -138,14 +190,14 @@ async def test_a_token_used_again_is_a_cache_hit_and_a_refused_one_never_is(
     async with service(oidc_settings(migrated, provider)) as client:
         await keys_fetched(client, scoped(provider))  # misses only: each token checked once
         token = provider.token(scope="notes:read")  # a real token: three parts, two dots
-        assert [(await call(client, token)).status_code for _ in range(2)] == [200, 200]
-        first = await outcomes_when(client, lambda found: found.get("hit", 0) >= 1)
-        assert first["hit"] == 1  # the second request of the token
+        assert [(await call(client, token)).status_code for _ in range(3)] == [200] * 3
+        first = await outcomes_when(client, lambda found: found.get("hit", 0) >= 2)
+        assert first["hit"] == 2  # the second and third requests of the token
 
         forged = provider.token(scope="notes:read", aud="api://another-service")
         assert [(await call(client, forged)).status_code for _ in range(3)] == [401, 401, 401]
         later = await outcomes_when(client, lambda found: found["miss"] >= first["miss"] + 3)
-        assert later == {"hit": 1, "miss": first["miss"] + 3}  # refused: never remembered
+        assert later == {"hit": 2, "miss": first["miss"] + 3}  # refused: never remembered
 
 
 def forge(algorithm: str, kid: str, claims: dict[str, Any], *, signature: bytes) -> str:
@@ -207,6 +259,7 @@ def forged(provider: Provider) -> dict[str, tuple[str | None, str | None]]:
             "algorithm 'HS256' not allowed",
         ),
         "garbage": ("not.a.token", "malformed"),
+        "no key id": (jwt.encode(claims, key.private, algorithm="RS256"), "no key id"),
         "ES256 naming an RSA key": (
             forge("ES256", key.kid, claims, signature=b"\x00" * 64),
             "the algorithm does not fit the key",
