@@ -22,7 +22,7 @@ import httpx
 
 from bench.endpoints import ENDPOINTS, SEED
 from bench.server import bench_env, gunicorn_command, migrate, serving
-from bench.table import ALIGN, HEADER, cells, failed
+from bench.table import ALIGN, HEADER, cells, failed, verdict
 from bench.wrk import Sample, wrk
 from devtools.pgcluster import PgCluster
 
@@ -84,10 +84,7 @@ def main() -> int:
         "workers (server on CPU 1, wrk on CPU 0); medians over the rounds\n"
     )
     print("\n".join(lines))
-    if failed:
-        print("\nFAILED: the load generator saw errors (non-2xx or socket errors).")
-        return 1
-    return 0
+    return verdict(failed)
 
 
 if __name__ == "__main__":

@@ -33,3 +33,11 @@ def cells(runs: list[Sample], baseline: list[Sample]) -> str:
 
 def failed(runs: list[Sample]) -> bool:
     return any(s.errors for s in runs)
+
+
+def verdict(failures: bool) -> int:
+    """The exit status of a benchmark run: any request that failed fails the run."""
+    if failures:
+        print("\nFAILED: the load generator saw errors (non-2xx or socket errors).")
+        return 1
+    return 0

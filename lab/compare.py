@@ -35,7 +35,7 @@ from bench.server import (
     stop,
     wait_up,
 )
-from bench.table import ALIGN, HEADER, cells, failed
+from bench.table import ALIGN, HEADER, cells, failed, verdict
 from bench.wrk import Sample, wrk
 from devtools.oidc_provider import AUDIENCE, Provider, openid_provider
 from devtools.pgcluster import APP_USER, PgCluster
@@ -224,10 +224,7 @@ def report(
             runs = samples[(endpoint, label)]
             failures |= failed(runs)
             print(f"| {endpoint} | {label} | {cells(runs, baseline)} |")
-    if failures:
-        print("\nFAILED: the load generator saw errors (non-2xx or socket errors).")
-        return 1
-    return 0
+    return verdict(failures)
 
 
 if __name__ == "__main__":
