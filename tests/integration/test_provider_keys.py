@@ -5,6 +5,7 @@ clock the test moves)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -13,9 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from structlog.testing import capture_logs
 
 from app.auth.keys import ProviderKeys
+from app.logging import configure_logging
+from app.settings import LogSettings
 from devtools.oidc_provider import Provider, SigningKey, openid_provider
 
 REFETCH_S = 30.0
@@ -90,17 +92,22 @@ async def test_refreshes_close_together_share_one_fetch(provider: Provider) -> N
         assert provider.hits == 4
 
 
-async def test_a_failed_fetch_keeps_the_last_keys_and_says_so(provider: Provider) -> None:
+async def test_a_failed_fetch_keeps_the_last_keys_and_says_so(
+    provider: Provider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(LogSettings(format="json"), production=True)  # as a worker logs
     clock = Clock()
     kid = provider.keys[0].kid
     async with provider_keys(provider, clock) as keys:
-        with capture_logs() as logged:
-            await keys.refresh()
-            provider.down = True
-            clock.now += REFETCH_S
-            await keys.refresh()
+        capsys.readouterr()
+        await keys.refresh()
+        provider.down = True
+        clock.now += REFETCH_S
+        await keys.refresh()
         assert await keys.key(kid) is not None  # still the last good set
-    assert [(e["event"], e["log_level"]) for e in logged] == [
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    logged = [line for line in lines if line.get("logger") == "app.auth"]
+    assert [(e["event"], e["level"]) for e in logged] == [
         ("jwks_fetched", "info"),
         ("jwks_fetch_failed", "warning"),
     ]
