@@ -66,6 +66,8 @@ class Provider:
     discovery_down: bool = False  # the key set still served at /jwks
     # Auth0 writes its issuer with a trailing slash, and its tokens say it so.
     trailing_slash: bool = False
+    # What the discovery document says the issuer is (None: the truth).
+    discovery_issuer: str | None = None
 
     @property
     def issuer(self) -> str:
@@ -110,7 +112,7 @@ class Provider:
         if self.down:
             return 503, {"error": "down for the test"}
         if path == "/.well-known/openid-configuration" and not self.discovery_down:
-            return 200, {"issuer": self.issuer, "jwks_uri": self.jwks_url}
+            return 200, {"issuer": self.discovery_issuer or self.issuer, "jwks_uri": self.jwks_url}
         if path == "/jwks":
             return 200, {"keys": [key.jwk() for key in self.keys] + self.extra_jwks}
         return 404, {}

@@ -49,10 +49,17 @@ class Unauthorized(AppError):
     status = 401
     slug = "unauthorized"
 
-    def __init__(self, detail: str, *, token_sent: bool) -> None:
-        # RFC 6750 3.1: no error code when the request carried no token at all.
-        challenge = 'Bearer error="invalid_token"' if token_sent else "Bearer"
+    def __init__(self, detail: str, challenge: str) -> None:
         super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+    @classmethod
+    def no_token(cls) -> Unauthorized:
+        # RFC 6750 3.1: no error code when the request carried no token at all.
+        return cls("A bearer token is required.", "Bearer")
+
+    @classmethod
+    def invalid_token(cls) -> Unauthorized:
+        return cls("The bearer token is not valid.", 'Bearer error="invalid_token"')
 
 
 class Forbidden(AppError):
@@ -72,18 +79,18 @@ async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    authenticator: Authenticator | None = getattr(request.state, STATE_KEY, None)
+    authenticator: Authenticator | None = getattr(request.state, STATE_KEY)  # the lifespan's
     if authenticator is None:
         return ANYONE  # AUTH__MODE=none
     if credentials is None:
-        raise Unauthorized("A bearer token is required.", token_sent=False)
+        raise Unauthorized.no_token()
     try:
         caller = await authenticator.caller(credentials.credentials)
     except KeysUnavailable:
         raise ServiceUnavailable("The identity provider's keys are not known yet.") from None
     except InvalidToken as exc:
         log.info("token_refused", reason=str(exc))
-        raise Unauthorized("The bearer token is not valid.", token_sent=True) from None
+        raise Unauthorized.invalid_token() from None
     bind_contextvars(subject=caller.subject, client_id=caller.client_id)
     missing = sorted(set(security_scopes.scopes) - caller.scopes)
     if missing:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import httpx
 import structlog
-from jwt import PyJWK, PyJWKError
+from jwt import InvalidKeyError, PyJWK, PyJWKError
 
 log = structlog.get_logger("app.auth")
 
@@ -69,7 +69,12 @@ class ProviderKeys:
             try:
                 self._keys = await self._fetch()
             except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-                log.warning("jwks_fetch_failed", error=type(exc).__name__, kept=len(self._keys))
+                log.warning(
+                    "jwks_fetch_failed",
+                    error=type(exc).__name__,
+                    detail=str(exc),  # what the provider did wrong; no secret is in it
+                    kept=len(self._keys),
+                )
                 return
             log.info("jwks_fetched", keys=sorted(self._keys))
 
@@ -91,7 +96,7 @@ class ProviderKeys:
                 continue
             try:
                 keys[jwk["kid"]] = PyJWK(jwk)
-            except PyJWKError:
+            except (PyJWKError, InvalidKeyError):
                 continue  # a key type or curve this service does not accept
         if not keys:
             raise ValueError("no usable signing key in the JWKS")

@@ -50,6 +50,8 @@ def undecided(app: FastAPI) -> list[str]:
         if isinstance(route, APIRoute):
             if is_public(route) == bool(scopes_of(route)):  # neither, or both at once
                 found.append(f"{','.join(sorted(route.methods or ()))} {route.path}")
-        elif getattr(route, "path", None) not in documents:
-            found.append(f"{type(route).__name__} {getattr(route, 'path', route)}")
+            continue
+        path = getattr(route, "path", "")  # a starlette route, a mount; a host has none
+        if path not in documents:
+            found.append(f"{type(route).__name__} {path}".rstrip())
     return found

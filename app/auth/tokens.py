@@ -59,7 +59,8 @@ async def verify(token: str, keys: ProviderKeys, rules: TokenRules) -> Verified:
     algorithm, kid = header.get("alg"), header.get("kid")
     if algorithm not in rules.algorithms:
         raise InvalidToken(f"algorithm {algorithm!r} not allowed")
-    if str(header.get("typ", "JWT")).lower() not in ACCEPTED_TYPES:
+    typ = header.get("typ")  # optional: JWT when absent
+    if typ is not None and str(typ).lower() not in ACCEPTED_TYPES:
         raise InvalidToken("not an access token (typ)")
     if not isinstance(kid, str):
         raise InvalidToken("no key id")

@@ -89,10 +89,19 @@ async def test_a_valid_token_with_each_scope(migrated: PgCluster, provider: Prov
         assert (await call(client, listed)).status_code == 200
 
 
-async def test_a_missing_scope_is_403_naming_it(migrated: PgCluster, provider: Provider) -> None:
+async def test_a_missing_scope_is_403_naming_it(
+    migrated: PgCluster, provider: Provider, capsys: pytest.CaptureFixture[str]
+) -> None:
     async with service(oidc_settings(migrated, provider)) as client:
         await keys_fetched(client, scoped(provider))
+        capsys.readouterr()
         refused = await call(client, scoped(provider, "notes:read"), "POST")
+        logged = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+        [lacking] = [line for line in logged if line["event"] == "token_lacks_scope"]
+        assert (lacking["level"], lacking["missing"]) == ("info", ["notes:write"])
+        # The caller is named in the request's lines, the refused ones included.
+        [access] = [line for line in logged if line["event"] == "request"]
+        assert (access["subject"], access["client_id"]) == ("user-1234", "client-abc")
         assert refused.status_code == 403
         assert refused.headers["www-authenticate"] == (
             'Bearer error="insufficient_scope", scope="notes:write"'
@@ -289,7 +298,8 @@ async def test_every_forged_or_invalid_token_is_401_without_saying_why(
                 "A bearer token is required.",
             )
             logged = capsys.readouterr().err
-            refusals = [json.loads(line) for line in logged.splitlines() if "token_refused" in line]
+            lines = [json.loads(line) for line in logged.splitlines() if line.startswith("{")]
+            refusals = [line for line in lines if line["event"] == "token_refused"]
             # Why, at info, in the log alone; never the token.
             assert [line["reason"] for line in refusals] == ([reason] if reason else []), case
             assert token is None or token not in logged, case
@@ -356,6 +366,7 @@ async def test_the_provider_down_at_startup_is_503_then_recovery(
     async with service(oidc_settings(migrated, provider)) as client:
         waiting = await call(client, scoped(provider))
         assert waiting.status_code == 503
+        assert waiting.json()["detail"] == "The identity provider's keys are not known yet."
         assert (await client.get("/ready")).status_code == 200  # not the provider's business
         provider.down = False
         await keys_fetched(client, scoped(provider), within=10)

@@ -113,6 +113,34 @@ async def test_a_failed_fetch_keeps_the_last_keys_and_says_so(
     ]
     assert logged[0]["keys"] == [kid]
     assert (logged[1]["error"], logged[1]["kept"]) == ("HTTPStatusError", 1)
+    assert "503 Service Unavailable" in logged[1]["detail"]
+
+
+async def failure_after_one_refresh(provider: Provider, capsys: pytest.CaptureFixture[str]) -> str:
+    configure_logging(LogSettings(format="json"), production=True)
+    async with provider_keys(provider, Clock()) as keys:
+        capsys.readouterr()
+        await keys.refresh()
+        assert not keys.known
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    [failed] = [line for line in lines if line.get("event") == "jwks_fetch_failed"]
+    return str(failed["detail"])
+
+
+async def test_a_discovery_document_naming_another_issuer_is_not_believed(
+    provider: Provider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OpenID Connect Discovery 4.3: the document must name the issuer it was asked for."""
+    provider.discovery_issuer = "https://evil.example.com"
+    detail = await failure_after_one_refresh(provider, capsys)
+    assert detail == "the discovery document names another issuer"
+
+
+async def test_a_key_set_without_a_usable_key_is_a_failed_fetch(
+    provider: Provider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    provider.keys, provider.extra_jwks = [], [jwk(SigningKey.new(), use="enc")]
+    assert await failure_after_one_refresh(provider, capsys) == "no usable signing key in the JWKS"
 
 
 async def test_keeping_fresh_retries_quickly_until_keys_arrive_then_waits(
@@ -147,6 +175,7 @@ async def test_keys_a_service_must_not_use_are_skipped_and_the_others_kept(
     no_algorithm, no_use, usual = SigningKey.new("ES256"), SigningKey.new(), SigningKey.new()
     provider.keys = []
     provider.extra_jwks = [  # the ones to skip first: one must not end the list
+        {"kty": "EC", "crv": "P-999", "kid": "odd-curve", "x": "AA", "y": "AA"},
         jwk(encryption, use="enc"),
         jwk(no_id, kid=None),
         jwk(other_algorithm, alg="RS512"),

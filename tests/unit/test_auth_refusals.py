@@ -6,10 +6,12 @@ from app.auth.dependency import Forbidden, Unauthorized
 
 
 def test_a_missing_token_is_challenged_without_an_error_code() -> None:
-    missing = Unauthorized("A bearer token is required.", token_sent=False)
+    missing = Unauthorized.no_token()
     assert (missing.status, missing.headers) == (401, {"WWW-Authenticate": "Bearer"})
-    bad = Unauthorized("The bearer token is not valid.", token_sent=True)
+    assert missing.detail == "A bearer token is required."
+    bad = Unauthorized.invalid_token()
     assert bad.headers == {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    assert bad.detail == "The bearer token is not valid."
 
 
 def test_too_weak_a_token_is_told_every_scope_needed() -> None:

@@ -93,6 +93,16 @@ def test_plain_http_to_a_look_alike_of_loopback_is_refused(host: str) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "url", ["idp.example.com", "ftp://idp.example.com", "https://", "https:///x"]
+)
+def test_a_provider_url_must_be_http_or_https_with_a_host(url: str) -> None:
+    for variable in ("issuer", "jwks_url"):
+        assert problems(**PROVIDER | {variable: url}) == [
+            f"AUTH__{variable.upper()}: Value error, must be an http(s) URL"
+        ]
+
+
 def test_https_to_any_host_is_allowed() -> None:
     for host in ("localhost.evil.example", "127.0.0.2", "login.example.com"):
         assert load_settings(_env_file=None, auth=PROVIDER | {"issuer": f"https://{host}"})

@@ -3,7 +3,9 @@ purpose. A route added without a decision fails here, in `make test`."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, WebSocket
+from starlette.responses import PlainTextResponse
+from starlette.routing import Host, Route, WebSocketRoute
 
 from app.auth.dependency import requires
 from app.auth.policy import PUBLIC, undecided
@@ -43,6 +45,34 @@ def test_a_route_without_a_decision_is_named() -> None:
     async def both(order: str) -> None:  # public and guarded at once: a contradiction
         return None
 
+    @forgot.api_route("/{order_id}/notes", methods=["GET", "POST"])
+    async def notes(order_id: int) -> None:
+        return None
+
     add_routes(app, forgot)
     named = [route for route in undecided(app) if " /orders" in route]
-    assert named == ["GET /orders", "DELETE /orders/{order_id}", "POST /orders"]
+    assert named == [
+        "GET /orders",
+        "DELETE /orders/{order_id}",
+        "POST /orders",
+        "GET,POST /orders/{order_id}/notes",
+    ]
+
+
+def test_a_route_fastapi_does_not_describe_is_named_unless_it_is_an_api_document() -> None:
+    """Starlette's own routes carry no FastAPI dependencies: only the API documents FastAPI
+    serves itself may be among them."""
+    app = create_app(make_settings(None, http={"docs": True}))
+
+    async def endpoint(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("")
+
+    async def socket(websocket: WebSocket) -> None:
+        await websocket.close()
+
+    app.router.routes += [
+        Route("/raw", endpoint),
+        WebSocketRoute("/live", socket),
+        Host("admin.example.com", app=PlainTextResponse("")),
+    ]
+    assert undecided(app) == ["Route /raw", "WebSocketRoute /live", "Host"]

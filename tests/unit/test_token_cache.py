@@ -70,3 +70,15 @@ def test_a_full_cache_drops_its_oldest_entry_and_size_zero_keeps_none() -> None:
     off = VerifiedTokens(0, leeway_seconds=0, clock=clock)
     off.put("token", verified(key, expires_at=clock.now + 60))
     assert off.get("token", published) is None
+
+
+def test_hits_and_misses_are_counted_from_zero() -> None:
+    clock, key = Clock(), public_key()
+    cache = VerifiedTokens(8, leeway_seconds=0, clock=clock)
+    assert (cache.hits, cache.misses) == (0, 0)
+    published = {"k1": key}.get
+    assert cache.get("a.b.c", published) is None
+    cache.put("a.b.c", verified(key, expires_at=clock.now + 60))
+    assert cache.get("a.b.c", published) is CALLER
+    assert cache.get("a.b.c", published) is CALLER
+    assert (cache.hits, cache.misses) == (2, 1)
