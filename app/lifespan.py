@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import structlog
 from fastapi import FastAPI
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth.dependency import STATE_KEY as AUTH_KEY
 from app.auth.dependency import Authenticator
@@ -29,6 +30,8 @@ from app.db.failures import is_infrastructure_failure
 from app.db.gate import ConnectionGate
 from app.db.readiness import ReadinessCheck
 from app.db.session import read_only_sessions, write_sessions
+from app.jobs.queue import STATE_KEY as JOBS_KEY  # jobs-only
+from app.jobs.queue import Producer, producer_tracing  # jobs-only
 from app.metrics import BREAKER_STATES, Metrics
 from app.middleware import route_templates
 from app.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
@@ -55,21 +58,25 @@ def build_breaker(settings: BreakerSettings) -> CircuitBreaker:
     )
 
 
-async def _check_budget(settings: Settings, database: Database) -> None:
+async def check_budget(settings: Settings, engine: AsyncEngine) -> None:
+    """Log the connection budget (or refuse to start, DB__POOL_BUDGET=refuse)."""
     if settings.db.pgbouncer:
         # max_connections behind PgBouncer is PgBouncer's business (default_pool_size).
         log.info("pool_budget_unchecked", reason="pgbouncer")
         return
     budget = await check_pool_budget(
-        database.engine,
+        engine,
         replicas=settings.server.replicas,
         # gunicorn_conf.py exports the worker count it chose; 1 outside Gunicorn.
         workers=settings.web_concurrency or 1,
         per_worker=settings.db.pool_size + settings.db.max_overflow,
+        # The job workers: a pool of JOBS__CONCURRENCY and the queue's own connection.
+        job_workers=settings.jobs.replicas,  # jobs-only
+        per_job_worker=settings.jobs.concurrency + 1,  # jobs-only
         limit_s=min(2.0, settings.db.connect_timeout),
     )
     if budget is not None and budget.exceeded and settings.db.pool_budget == "refuse":
-        await database.engine.dispose()
+        await engine.dispose()
         raise PoolBudgetExceeded(
             f"{budget.needed} connections needed, {budget.available} available; lower "
             "DB__POOL_SIZE, WEB_CONCURRENCY or SERVER__REPLICAS (DB__POOL_BUDGET=refuse)"
@@ -136,7 +143,7 @@ async def open_database(settings: Settings) -> Database | None:
         max_overflow=settings.db.max_overflow,
         pgbouncer=settings.db.pgbouncer,
     )
-    await _check_budget(settings, database)
+    await check_budget(settings, database.engine)
     return database
 
 
@@ -158,6 +165,16 @@ def open_tracing(settings: Settings, database: Database | None) -> Tracing | Non
     return tracing
 
 
+# jobs-only
+def job_producer(metrics: Metrics, tracing: Tracing | None) -> Producer:
+    """How this worker enqueues: jobs carry its trace context and are counted on commit."""
+    return Producer(
+        tracing=producer_tracing(tracing.provider) if tracing is not None else None,
+        committed=lambda name: metrics.jobs_enqueued.labels(name).inc(),
+    )
+
+
+# /jobs-only
 def make_lifespan(
     settings: Settings, metrics: Metrics
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]:
@@ -197,6 +214,7 @@ async def worker_resources(
             # The routes are final now: every route's template, prefixes included.
             route_templates.STATE_KEY: route_templates.route_templates(app.routes),
             TRACING_KEY: tracing,
+            JOBS_KEY: job_producer(metrics, tracing),  # jobs-only
         }
     finally:
         sampler.cancel()

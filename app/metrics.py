@@ -81,6 +81,15 @@ class Metrics:
         self.tokens = Outcomes(
             registry, "auth_token_cache", "Bearer tokens by cache outcome.", ("hit", "miss")
         )
+        # jobs-only
+        # Background jobs whose request committed (the worker's own /metrics has the rest).
+        self.jobs_enqueued = Counter(
+            "jobs_enqueued",
+            "Jobs enqueued, counted when their transaction commits.",
+            ["job"],
+            registry=registry,
+        )
+        # /jobs-only
         # Pending since the last flush, per (method, route, status): the latency bucket counts
         # (not cumulative, as prometheus-client keeps them) and, in the last slot, their sum.
         # The request count is the buckets' total. One dict update per request.

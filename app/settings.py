@@ -323,6 +323,56 @@ class LogSettings(_Group):
     probe_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
 
 
+# jobs-only
+class JobsSettings(_Group):
+    """The background-job worker (`JOBS__*`; docs/jobs.md)."""
+
+    # The worker's own PostgreSQL URL: a direct connection, never PgBouncer's transaction mode,
+    # which drops the LISTEN that wakes the worker. Unset: DATABASE_URL, unless DB__PGBOUNCER.
+    database_url: SecretStr | None = None
+    # /health and /metrics of a worker process.
+    port: Annotated[int, Field(ge=1, le=65535)] = 8001
+    # Jobs one worker process runs at once; its database pool has as many connections.
+    concurrency: Annotated[int, Field(ge=1, le=200)] = 8
+    # A job that runs longer is stopped and retried; a job may set a shorter or longer one.
+    timeout_seconds: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+    # After TERM: how long running jobs may finish before they are released for retry. The
+    # process manager's own grace period must be longer (Kubernetes: + 10 s).
+    grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    # A job whose worker stops beating this long (killed, partitioned) runs again elsewhere.
+    heartbeat_timeout_seconds: Annotated[float, Field(ge=2, le=3600)] = 30.0
+    # Runs of a failing job before it is held as failed; waits between them double, up to a cap.
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    retry_initial_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    retry_max_seconds: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+    # Finished jobs' log and statistics rows older than this are deleted, hourly.
+    history_retention_days: Annotated[int, Field(ge=1, le=3650)] = 7
+    # The longest a worker waits before it looks at the queue again when nothing woke it. New
+    # jobs wake it at once (NOTIFY on insert); a retry that comes due, a job put back by hand and
+    # a dead worker's job do not (pgqueuer's trigger stays silent on updates): they wait for this.
+    poll_seconds: Annotated[float, Field(ge=0.1, le=60)] = 1.0
+    # Wait before the worker reconnects after losing the database.
+    reconnect_seconds: Annotated[float, Field(gt=0, le=300)] = 2.0
+    # Worker replicas, for the connection-budget check (like SERVER__REPLICAS for the web tier).
+    replicas: Annotated[int, Field(ge=1, le=1000)] = 1
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        url = _parse_database_url(value.get_secret_value(), "JOBS__DATABASE_URL")
+        return SecretStr(url.render_as_string(hide_password=False))
+
+    @model_validator(mode="after")
+    def _retries_nest(self) -> Self:
+        if self.retry_initial_seconds > self.retry_max_seconds:
+            raise _problem("JOBS__RETRY_INITIAL_SECONDS", "must not exceed JOBS__RETRY_MAX_SECONDS")
+        return self
+
+
+# /jobs-only
+
 # Query parameters SQLAlchemy passes straight to asyncpg.connect(); libpq's names would crash
 # there with TypeError (sqlalchemy#6275), so they are refused with the setting to use instead.
 _URL_PARAMS_ALLOWED = frozenset({"host"})
@@ -388,6 +438,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
     auth: AuthSettings = AuthSettings()
+    jobs: JobsSettings = JobsSettings()  # jobs-only
 
     # Tracing, by OpenTelemetry's standard variables (docs/tracing.md). On when an OTLP endpoint
     # is set; the exporter reads its own OTEL_EXPORTER_OTLP_HEADERS/_TIMEOUT/_CERTIFICATE and the
@@ -497,6 +548,26 @@ class Settings(BaseSettings):
             return str(self.otel_exporter_otlp_endpoint).rstrip("/") + "/v1/traces"
         return None
 
+    # jobs-only
+    def jobs_database_url_object(self) -> URL:
+        """The job worker's direct connection: JOBS__DATABASE_URL, else DATABASE_URL unless that
+        goes through PgBouncer (its transaction mode drops the worker's LISTEN)."""
+        if self.jobs.database_url is not None:
+            return make_url(self.jobs.database_url.get_secret_value())
+        if self.database_url is None:
+            raise SettingsError(
+                ["JOBS__DATABASE_URL: the worker needs a database (or DATABASE_URL)"]
+            )
+        if self.db.pgbouncer:
+            raise SettingsError(
+                [
+                    "JOBS__DATABASE_URL: is required when DB__PGBOUNCER=true: the worker needs a "
+                    "direct connection to PostgreSQL, not PgBouncer's"
+                ]
+            )
+        return make_url(self.database_url.get_secret_value())
+
+    # /jobs-only
     def database_url_object(self) -> URL | None:
         """The URL as SQLAlchemy's `URL`; render it with the password hidden when logging."""
         if self.database_url is None:
@@ -504,16 +575,16 @@ class Settings(BaseSettings):
         return make_url(self.database_url.get_secret_value())
 
 
-def _parse_database_url(raw: str) -> URL:
+def _parse_database_url(raw: str, variable: str = "DATABASE_URL") -> URL:
     try:
         url = make_url(raw)
     except ArgumentError:
-        raise _problem("DATABASE_URL", "is not a database URL") from None
+        raise _problem(variable, "is not a database URL") from None
     if url.drivername in ("postgres", "postgresql", "postgresql+asyncpg"):
         url = url.set(drivername="postgresql+asyncpg")
     else:
         raise _problem(
-            "DATABASE_URL",
+            variable,
             f"uses driver '{url.drivername}'; this service speaks PostgreSQL through asyncpg "
             "(postgresql:// or postgresql+asyncpg://)",
         )
@@ -523,11 +594,11 @@ def _parse_database_url(raw: str) -> URL:
             f"'{name}': {_URL_PARAM_HINTS.get(name, 'not supported here')}" for name in unknown
         )
         raise _problem(
-            "DATABASE_URL",
+            variable,
             f"has query parameters asyncpg would not understand ({hints})",
         )
     if not url.database:
-        raise _problem("DATABASE_URL", "names no database")
+        raise _problem(variable, "names no database")
     return url
 
 
@@ -560,7 +631,10 @@ def _describe(error: Mapping[str, Any]) -> str:
 # Settings that can come from a file instead of the environment, as secrets should: a file
 # named after the variable in SECRETS_DIR (Docker secrets, Kubernetes secret volumes), or
 # `NAME_FILE=/path` (the official database images' convention).
-SECRET_SETTINGS = ("database_url",)
+SECRET_SETTINGS = (
+    "database_url",
+    "jobs__database_url",  # jobs-only
+)
 DEFAULT_SECRETS_DIR = "/run/secrets"
 
 
@@ -591,7 +665,7 @@ def _validation_problems(exc: ValidationError) -> list[str]:
     ]
 
 
-def _secrets_from_files(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+def _secrets_from_files(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
     """`NAME_FILE` variables read: the values by field, and what was wrong with them."""
     found: dict[str, str] = {}
     problems = []
@@ -607,4 +681,14 @@ def _secrets_from_files(environ: Mapping[str, str]) -> tuple[dict[str, str], lis
             found[field] = Path(path).read_text().strip()  # files usually end with a newline
         except OSError as exc:
             problems.append(f"{name}_FILE: cannot read {path} ({exc.strerror})")
-    return found, problems
+    return _nested(found), problems
+
+
+def _nested(flat: dict[str, str]) -> dict[str, Any]:
+    """`{"jobs__database_url": v}` as `{"jobs": {"database_url": v}}`: pydantic-settings merges
+    it with the group's other variables."""
+    found: dict[str, Any] = {}
+    for name, value in flat.items():
+        group, _, field = name.rpartition("__")
+        (found.setdefault(group, {}) if group else found)[field] = value
+    return found

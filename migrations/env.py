@@ -21,13 +21,27 @@ config = context.config
 target_metadata = Base.metadata
 
 
+# jobs-only
+def _compared(name: str | None, type_: str, parents: object) -> bool:
+    """The job queue's tables are pgqueuer's, created by their own migration: autogenerate must
+    neither drop them nor compare them with a model."""
+    return not (type_ == "table" and name is not None and name.startswith("pgqueuer"))
+
+
+# /jobs-only
+
+
 def _settings() -> Settings:
     given = config.attributes.get("settings")
     return given if isinstance(given, Settings) else load_settings()
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        include_name=_compared,  # jobs-only
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -15,7 +15,12 @@ import app.domains  # noqa: F401 - every domain's tables on Base.metadata, for t
 from app.db.base import Base
 from app.settings import Settings
 from devtools.pgcluster import PgCluster
-from tests import containers, notes, run
+from tests import (
+    containers,
+    jobs,  # jobs-only
+    notes,
+    run,
+)
 from tests.containers import Docker
 from tests.parts import IN_CI, missing
 from tests.routes import service_with_test_routes
@@ -49,12 +54,14 @@ def pg() -> Iterator[PgCluster]:
 def migrated(pg: PgCluster) -> PgCluster:
     migrate(make_settings(pg))
     notes.create_table(pg)
+    jobs.create_tables(pg)  # jobs-only
     return pg
 
 
 def empty_tables(cluster: PgCluster, database: str = "app") -> None:
     """Every table the service's metadata and the tests' own know, whatever the domains."""
     tables = [*Base.metadata.tables, *notes.NotesBase.metadata.tables]
+    tables += [*jobs.QUEUE_TABLES, *jobs.TABLES]  # jobs-only
     cluster.psql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY", database=database)
 
 

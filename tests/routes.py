@@ -18,7 +18,10 @@ from app.auth.tokens import Principal
 from app.db.session import DbSession
 from app.factory import add_routes, create_app
 from app.settings import Settings
-from tests import notes
+from tests import (
+    jobs,  # jobs-only
+    notes,
+)
 
 BOOM = "fault-app exploded with internal detail"
 
@@ -76,4 +79,5 @@ def service_with_test_routes(settings: Settings | None = None) -> FastAPI:
     app = create_app(settings)
     for router in (faults, notes.router, private):
         add_routes(app, router)
+    add_routes(app, jobs.router)  # jobs-only
     return app

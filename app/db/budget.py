@@ -1,5 +1,6 @@
-"""The connection budget: replicas x workers x (pool_size + max_overflow) against what the
-server allows non-superusers (max_connections - superuser_reserved_connections).
+"""The connection budget: replicas x workers x (pool_size + max_overflow), plus the job
+workers' connections, against what the server allows non-superusers (max_connections -
+superuser_reserved_connections).
 
 Each Gunicorn worker has its own pool (docs/facts.md: database pool); the sum is easy to get
 wrong when a deployment scales workers or replicas, and the symptom ("too many clients") shows
@@ -33,7 +34,14 @@ class PoolBudgetExceeded(RuntimeError):
 
 
 async def check_pool_budget(
-    engine: AsyncEngine, *, replicas: int, workers: int, per_worker: int, limit_s: float
+    engine: AsyncEngine,
+    *,
+    replicas: int,
+    workers: int,
+    per_worker: int,
+    job_workers: int = 0,
+    per_job_worker: int = 0,
+    limit_s: float,
 ) -> Budget | None:
     """Compare; None when the server could not be asked (never blocks startup on it)."""
     try:
@@ -45,11 +53,14 @@ async def check_pool_budget(
     except Exception as exc:
         log.info("pool_budget_unchecked", reason=type(exc).__name__)
         return None
-    budget = Budget(needed=replicas * workers * per_worker, available=max_connections - reserved)
+    needed = replicas * workers * per_worker + job_workers * per_job_worker
+    budget = Budget(needed=needed, available=max_connections - reserved)
     fields = {
         "replicas": replicas,
         "workers": workers,
         "per_worker": per_worker,
+        "job_workers": job_workers,
+        "per_job_worker": per_job_worker,
         "needed": budget.needed,
         "max_connections": max_connections,
         "superuser_reserved_connections": reserved,

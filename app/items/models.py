@@ -23,3 +23,5 @@ class Item(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+    # Set by the background job that publishes a new item (app/items/jobs.py).
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # jobs-only

@@ -15,14 +15,28 @@ from app.items.models import Item
 # identity map or change tracking. Built once with bound parameters, so SQLAlchemy finds the
 # compiled statement in its cache without building a cache key per call.
 _ITEMS = Item.__table__.c
-_ITEM = select(_ITEMS.id, _ITEMS.name, _ITEMS.description, _ITEMS.created_at, _ITEMS.updated_at)
+_ITEM = select(
+    _ITEMS.id,
+    _ITEMS.name,
+    _ITEMS.description,
+    _ITEMS.created_at,
+    _ITEMS.updated_at,
+    _ITEMS.published_at,  # jobs-only
+)
 _BY_ID = _ITEM.where(_ITEMS.id == bindparam("item_id"))
 _PAGE_AFTER = (
     _ITEM.where(_ITEMS.id > bindparam("after"))
     .order_by(_ITEMS.id)
     .limit(bindparam("limit", type_=Integer))
 )
-ItemRow = Row[int, str, str | None, datetime, datetime]
+ItemRow = Row[
+    int,
+    str,
+    str | None,
+    datetime,
+    datetime,
+    datetime | None,  # jobs-only
+]
 
 
 class ItemRepository:

@@ -18,12 +18,19 @@ from app.items.schemas import (
     ItemUpdate,
 )
 from app.items.service import ItemService
+from app.jobs.queue import Jobs  # jobs-only
 
 
 # `async def` on purpose: FastAPI runs a plain `def` dependency in a thread pool, a thread hop
 # per request (measured: docs/adr/0005-read-path.md).
-async def _service(session: DbSession) -> ItemService:
-    return ItemService(ItemRepository(session))
+async def _service(
+    session: DbSession,
+    jobs: Jobs,  # jobs-only
+) -> ItemService:
+    return ItemService(
+        ItemRepository(session),
+        jobs,  # jobs-only
+    )
 
 
 Items = Annotated[ItemService, Depends(_service)]

@@ -43,6 +43,8 @@ class ItemPublic(BaseModel):
     description: str | None
     created_at: datetime
     updated_at: datetime
+    # null until the background job has published the item, moments after it was created.
+    published_at: datetime | None  # jobs-only
 
 
 class ItemPage(BaseModel):

@@ -6,9 +6,11 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 
 from app.items.errors import ItemNameTaken, ItemNotFound
+from app.items.jobs import PUBLISH, PublishItem  # jobs-only
 from app.items.models import Item
 from app.items.repository import ItemRepository
 from app.items.schemas import ItemCreate, ItemPage, ItemPublic, ItemUpdate
+from app.jobs.queue import JobQueue  # jobs-only
 
 UNIQUE_VIOLATION = "23505"
 
@@ -18,8 +20,13 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
 
 
 class ItemService:
-    def __init__(self, repository: ItemRepository) -> None:
+    def __init__(
+        self,
+        repository: ItemRepository,
+        jobs: JobQueue,  # jobs-only
+    ) -> None:
         self._items = repository
+        self._jobs = jobs  # jobs-only
 
     async def get(self, item_id: int) -> ItemPublic:
         row = await self._items.find(item_id)
@@ -37,6 +44,8 @@ class ItemService:
         item = Item(name=data.name, description=data.description)
         self._items.add(item)
         await self._flush()
+        # In this request's transaction: the job exists if and only if the item does.
+        await self._jobs.enqueue(PUBLISH, PublishItem(item_id=item.id))  # jobs-only
         return ItemPublic.model_validate(item)
 
     async def update(self, item_id: int, data: ItemUpdate) -> ItemPublic:
