@@ -334,11 +334,12 @@ class JobsSettings(_Group):
     port: Annotated[int, Field(ge=1, le=65535)] = 8001
     # Jobs one worker process runs at once; its database pool has as many connections.
     concurrency: Annotated[int, Field(ge=1, le=200)] = 8
-    # A job that runs longer is stopped and retried; a job may set a shorter or longer one.
-    timeout_seconds: Annotated[float, Field(gt=0, le=86_400)] = 300.0
-    # After TERM: how long running jobs may finish before they are released for retry. The
-    # process manager's own grace period must be longer (Kubernetes: + 10 s).
-    grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    # A job that runs longer is stopped and retried; a job may set its own (app/jobs/).
+    timeout_seconds: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    # After TERM: how long running jobs may finish before they are put back in the queue. At
+    # least the longest job's timeout, so a deploy interrupts no job (the worker logs the jobs
+    # that could be); the process manager waits longer still (docs/jobs.md: stopping).
+    grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
     # A job whose worker stops beating this long (killed, partitioned) runs again elsewhere.
     heartbeat_timeout_seconds: Annotated[float, Field(ge=2, le=3600)] = 30.0
     # Runs of a failing job before it is held as failed; waits between them double, up to a cap.

@@ -85,6 +85,8 @@ class Worker:
         self.metrics.declare(sorted(set(self.names.values())))
         self.loop = asyncio.create_task(self._run_queue())
         log.info("worker_started", jobs=sorted(self.names), schedules=self._schedule_names())
+        if longer := self._longer_than_grace():
+            log.warning("jobs_longer_than_grace", jobs=longer, grace_s=settings.jobs.grace_seconds)
         try:
             yield
         finally:
@@ -93,6 +95,15 @@ class Worker:
             if self.tracing is not None:
                 await stop_tracing(self.tracing)
             log.info("worker_stopped")
+
+    def _longer_than_grace(self) -> list[str]:
+        """Jobs whose timeout exceeds the grace period: a TERM may stop them midway."""
+        jobs = self.settings.jobs
+        return sorted(
+            job.entrypoint
+            for job in self.jobs
+            if (job.timeout_seconds or jobs.timeout_seconds) > jobs.grace_seconds
+        )
 
     def _schedule_names(self) -> list[str]:
         return [schedule.name for schedule in self.schedules]

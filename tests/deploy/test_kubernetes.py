@@ -13,6 +13,11 @@ import kubernetes_validate  # type: ignore[import-untyped]  # ships no py.typed
 import pytest
 import yaml
 
+from app import domains  # jobs-only
+from app.settings import (
+    DatabaseSettings,
+    JobsSettings,  # jobs-only
+)
 from tests import parts
 from tests.support import ROOT, SERVICE, clean_env
 
@@ -132,6 +137,11 @@ def test_worker_counts_and_pools_fit_the_database() -> None:
     assert int(env["SERVER__REPLICAS"]) == hpa["maxReplicas"]
     per_worker = int(env["DB__POOL_SIZE"]) + int(env["DB__MAX_OVERFLOW"])
     needed = hpa["maxReplicas"] * effective["workers"] * per_worker
+    # jobs-only
+    workers = one(docs, "Deployment", f"{SLUG}-worker")["spec"]["replicas"]
+    assert int(env["JOBS__REPLICAS"]) == workers
+    needed += workers * (int(env["JOBS__CONCURRENCY"]) + 1)
+    # /jobs-only
     assert needed <= POSTGRES_CONNECTIONS
     pdb = one(docs, "PodDisruptionBudget", SLUG)["spec"]
     assert pdb["minAvailable"] < hpa["minReplicas"]  # a drain can always evict one pod
@@ -152,3 +162,52 @@ def test_pgbouncer_overlay_switches_the_engine_mode() -> None:
     docs = render("overlays/production-pgbouncer")
     assert config(docs)["DB__PGBOUNCER"] == "true"
     assert one(docs, "Service", "pgbouncer")["spec"]["ports"][0]["port"] == 6432
+
+
+# jobs-only
+def test_the_job_workers_probe_their_own_port_and_stop_after_their_grace() -> None:
+    docs = render("overlays/production")
+    spec = one(docs, "Deployment", f"{SLUG}-worker")["spec"]["template"]["spec"]
+    (worker,) = spec["containers"]
+    assert worker["command"] == ["python", "-m", "app.jobs"]
+    env = config(docs)
+    jobs = jobs_settings(env)
+    command_timeout = float(env.get("DB__COMMAND_TIMEOUT", DatabaseSettings().command_timeout))
+    port = {p["name"]: p["containerPort"] for p in worker["ports"]}["metrics"]
+    assert port == jobs.port
+    for probe in ("startupProbe", "livenessProbe"):
+        assert worker[probe]["httpGet"] == {"path": "/health", "port": "metrics"}
+    # Running jobs finish within the grace, the rest are put back, then the margin.
+    needed = jobs.grace_seconds + command_timeout + MARGIN_S
+    assert spec["terminationGracePeriodSeconds"] >= needed
+    # The grace fits the longest job, so a rollout stops none midway.
+    longest = max(job.timeout_seconds or jobs.timeout_seconds for job in domains.JOBS)
+    assert jobs.grace_seconds >= longest
+    pdb = one(docs, "PodDisruptionBudget", f"{SLUG}-worker")["spec"]
+    assert pdb["minAvailable"] < one(docs, "Deployment", f"{SLUG}-worker")["spec"]["replicas"]
+    assert pdb["selector"]["matchLabels"].items() <= spec_labels(docs, f"{SLUG}-worker").items()
+
+
+def test_behind_pgbouncer_the_job_worker_still_connects_directly() -> None:
+    env = config(render("overlays/production-pgbouncer"))
+    assert env["JOBS__DATABASE_URL_FILE"] == "/run/secrets/JOBS__DATABASE_URL"
+
+
+def spec_labels(docs: list[dict[str, Any]], name: str) -> dict[str, str]:
+    labels: dict[str, str] = one(docs, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def jobs_settings(env: dict[str, str]) -> JobsSettings:
+    """The worker's settings as the ConfigMap sets them (the rest: defaults)."""
+    prefix = "JOBS__"
+    return JobsSettings.model_validate(
+        {
+            key.removeprefix(prefix).lower(): value
+            for key, value in env.items()
+            if key.startswith(prefix) and not key.endswith("_FILE")
+        }
+    )
+
+
+# /jobs-only

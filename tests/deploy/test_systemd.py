@@ -10,11 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from app.settings import DatabaseSettings, JobsSettings  # jobs-only
 from tests import parts
 from tests.support import ROOT, clean_env
 
 SYSTEMD = ROOT / "deploy" / "systemd"
-(UNIT,) = SYSTEMD.glob("*.service")  # named after the service's slug
+# Named after the service's slug.
+(UNIT,) = (path for path in SYSTEMD.glob("*.service") if not path.stem.endswith("-worker"))
+WORKER_UNIT = UNIT.with_name(f"{UNIT.stem}-worker.service")  # jobs-only
 (SOCKET,) = SYSTEMD.glob("*.socket")
 COMMAND = "gunicorn -c gunicorn_conf.py app.main:app"
 
@@ -86,4 +89,40 @@ def test_the_procfile_runs_the_service_and_migrates_on_release() -> None:
     processes = dict(
         line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line
     )
-    assert processes == {"web": COMMAND, "release": "alembic upgrade head"}
+    assert processes == {
+        "web": COMMAND,
+        "release": "alembic upgrade head",
+        "worker": "python -m app.jobs",  # jobs-only
+    }
+
+
+# jobs-only
+def test_systemd_accepts_the_worker_unit_without_a_warning(tmp_path: Path) -> None:
+    executable = unit(WORKER_UNIT)["Service"]["ExecStart"].split()[0]
+    stub = tmp_path / "python"
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    (tmp_path / WORKER_UNIT.name).write_text(WORKER_UNIT.read_text().replace(executable, str(stub)))
+    result = subprocess.run(
+        [parts.command("systemd-analyze"), "verify", "--man=no", WORKER_UNIT.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=os.environ | {"SYSTEMD_LOG_LEVEL": "notice"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout + result.stderr == ""
+
+
+def test_the_worker_unit_waits_out_the_jobs_grace_and_is_sandboxed_alike() -> None:
+    worker, web = unit(WORKER_UNIT)["Service"], unit(UNIT)["Service"]
+    assert worker["ExecStart"].endswith("python -m app.jobs")
+    jobs, db = JobsSettings(), DatabaseSettings()
+    assert int(worker["TimeoutStopSec"]) > jobs.grace_seconds + db.command_timeout
+    assert worker["KillSignal"] == "SIGTERM"
+    for key in ("NoNewPrivileges", "ProtectSystem", "PrivateTmp", "CapabilityBoundingSet", "User"):
+        assert worker[key] == web[key], key
+
+
+# /jobs-only
