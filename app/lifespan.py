@@ -70,9 +70,11 @@ async def check_budget(settings: Settings, engine: AsyncEngine) -> None:
         # gunicorn_conf.py exports the worker count it chose; 1 outside Gunicorn.
         workers=settings.web_concurrency or 1,
         per_worker=settings.db.pool_size + settings.db.max_overflow,
+        # jobs-only
         # The job workers: a pool of JOBS__CONCURRENCY and the queue's own connection.
-        job_workers=settings.jobs.replicas,  # jobs-only
-        per_job_worker=settings.jobs.concurrency + 1,  # jobs-only
+        job_workers=settings.jobs.replicas,
+        per_job_worker=settings.jobs.concurrency + 1,
+        # /jobs-only
         limit_s=min(2.0, settings.db.connect_timeout),
     )
     if budget is not None and budget.exceeded and settings.db.pool_budget == "refuse":

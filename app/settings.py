@@ -632,10 +632,8 @@ def _describe(error: Mapping[str, Any]) -> str:
 # Settings that can come from a file instead of the environment, as secrets should: a file
 # named after the variable in SECRETS_DIR (Docker secrets, Kubernetes secret volumes), or
 # `NAME_FILE=/path` (the official database images' convention).
-SECRET_SETTINGS = (
-    "database_url",
-    "jobs__database_url",  # jobs-only
-)
+SECRET_SETTINGS: tuple[str, ...] = ("database_url",)
+SECRET_SETTINGS += ("jobs__database_url",)  # jobs-only
 DEFAULT_SECRETS_DIR = "/run/secrets"
 
 
@@ -686,8 +684,8 @@ def _secrets_from_files(environ: Mapping[str, str]) -> tuple[dict[str, Any], lis
 
 
 def _nested(flat: dict[str, str]) -> dict[str, Any]:
-    """`{"jobs__database_url": v}` as `{"jobs": {"database_url": v}}`: pydantic-settings merges
-    it with the group's other variables."""
+    """`{"group__field": v}` as `{"group": {"field": v}}`: pydantic-settings merges it with the
+    group's other variables."""
     found: dict[str, Any] = {}
     for name, value in flat.items():
         group, _, field = name.rpartition("__")

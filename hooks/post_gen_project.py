@@ -43,27 +43,146 @@ def clean(project: Path) -> None:
 EXAMPLE = (
     "app/items",
     "migrations/versions/20261122_0001_create_items.py",
+    "migrations/versions/20261205_0003_publish_items.py",  # uses the job queue too
     "tests/integration/test_items.py",
 )
+# The job queue's migration follows the example's; without the example it is the first.
+JOB_QUEUE_MIGRATION = "migrations/versions/20261205_0002_job_queue.py"
 
 
-def remove_example(project: Path) -> None:
-    for relative in EXAMPLE:
+def remove_paths(project: Path, paths: tuple[str, ...]) -> None:
+    for relative in paths:
         path = project / relative
         if path.is_dir():
             shutil.rmtree(path)
-        else:
+        elif path.exists():
             path.unlink()
+
+
+def remove_example(project: Path) -> None:
+    remove_paths(project, EXAMPLE)
+    queue_migration = project / JOB_QUEUE_MIGRATION
+    if queue_migration.exists():
+        text = re.sub(
+            r'down_revision: str \| None = "0001".*',
+            "down_revision: str | None = None",
+            queue_migration.read_text(),
+        )
+        queue_migration.write_text(text.replace("Revises: 0001", "Revises:"))
     # Git keeps no empty folder, and Alembic needs this one.
     (project / "migrations" / "versions" / ".gitkeep").touch()
     registry = project / "app" / "domains.py"
-    text = re.sub(r"\n(from app\.items import .*\n)+", "", registry.read_text())
-    text = re.sub(r"\[\n\s+items_\w+(\.router)?,\n\]", "[]", text)
+    text = re.sub(r"(from app\.items import .*\n)+", "", registry.read_text())
+    text = one_blank_after_imports(text)
+    text = re.sub(r"\[\n\s+\*?items_\w+(\.router|\.JOBS)?,\n\]", "[]", text)
     registry.write_text(text)
     for document in (project / "README.md", project / "docs" / "tracing.md"):
         document.write_text(EXAMPLE_ONLY.sub("", document.read_text()))
     bench = project / "bench" / "endpoints.py"
     bench.write_text(EMPTY_LIST.sub("[]", EXAMPLE_ONLY_LINES.sub("", bench.read_text())))
+
+
+# Background jobs: the worker package, its migrations, deployment files, tests and docs. Every
+# other file marks its job lines (`# jobs-only` at a line's end, or a block between `# jobs-only`
+# and `# /jobs-only` lines, `<!-- jobs-only -->` in Markdown).
+JOBS = (
+    "app/jobs",
+    "app/items/jobs.py",
+    JOB_QUEUE_MIGRATION,
+    "migrations/versions/20261205_0003_publish_items.py",
+    "tests/jobs.py",
+    "tests/jobs_worker.py",
+    "tests/integration/test_jobs_enqueue.py",
+    "tests/server/test_jobs_worker.py",
+    "deploy/k8s/base/worker-deployment.yaml",
+    "deploy/k8s/base/worker-pdb.yaml",
+    "deploy/systemd/fastapi-service-worker.service",
+    "docs/jobs.md",
+    "docs/adr/0011-background-jobs.md",
+)
+JOBS_ONLY = re.compile(
+    r"<!-- jobs-only[^>]*-->.*?<!-- /jobs-only -->\n*"
+    r"|^ *# jobs-only\n.*?^ *# /jobs-only\n"
+    r"|^[^\n]*# jobs-only\n",
+    re.DOTALL | re.M,
+)
+JOB_PACKAGES = ("pgqueuer",)
+
+
+def remove_jobs(project: Path) -> None:
+    remove_paths(project, JOBS)
+    for path in sorted(project.rglob("*")):
+        if not path.is_file() or path.is_symlink() or ".git" in path.parts:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        new = JOBS_ONLY.sub("", text)
+        if path.suffix == ".py" and new != text:
+            new = tidy_python(new)
+        if path.name == "domains.py":
+            new = one_blank_after_imports(new)
+        if path.name == "Procfile":
+            new = re.sub(r"^worker: .*\n", "", new, flags=re.M)
+        if path.name == "pyproject.toml":
+            new = drop_dependency(new, JOB_PACKAGES)
+        if path.name == "uv.lock":
+            new = prune_lock(new, JOB_PACKAGES)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+
+
+def one_blank_after_imports(registry: str) -> str:
+    """`app/domains.py` keeps one blank line between its imports and its lists."""
+    return registry.replace(
+        "from fastapi import APIRouter\n\n\n", "from fastapi import APIRouter\n\n"
+    )
+
+
+def tidy_python(text: str) -> str:
+    """What a removed block leaves: at most two blank lines in a row, none at the end."""
+    return re.sub(r"\n{4,}", "\n\n\n", text).rstrip("\n") + "\n"
+
+
+def drop_dependency(pyproject: str, names: tuple[str, ...]) -> str:
+    """The dependency lines of `names`, with the comment lines right above them."""
+    for name in names:
+        pyproject = re.sub(rf'(?m)(^ *#.*\n)*^ *"{name}[=<>~!]=?[^"]*",\n', "", pyproject)
+    return pyproject
+
+
+def prune_lock(lock: str, names: tuple[str, ...]) -> str:
+    """uv.lock without `names` and every package only they needed: the root project's
+    references go, then unreferenced packages until none is left."""
+    head, *blocks = lock.split("\n[[package]]\n")
+    for name in names:
+        blocks = [
+            re.sub('(?m)^ *[{] name = "' + name + '"(, [^}]*)? [}],\n', "", block)
+            if _is_root(block)
+            else block
+            for block in blocks
+        ]
+    while True:
+        wanted = {ref for block in blocks for ref in _references(block)}
+        kept = [b for b in blocks if _is_root(b) or _name(b) in wanted]
+        if len(kept) == len(blocks):
+            return "\n[[package]]\n".join([head, *kept])
+        blocks = kept
+
+
+def _name(block: str) -> str:
+    found = re.search(r'(?m)^name = "([^"]+)"', block)
+    return found.group(1) if found else ""
+
+
+def _is_root(block: str) -> bool:
+    return 'source = { virtual = "." }' in block or 'source = { editable = "." }' in block
+
+
+def _references(block: str) -> set[str]:
+    own = _name(block)
+    return {ref for ref in re.findall(r'\{ name = "([^"]+)"', block) if ref != own}
 
 
 Rule = Callable[[str], str]
@@ -143,6 +262,8 @@ def main() -> None:
     clean(project)
     if ANSWERS["include_example"] == "no":
         remove_example(project)
+    if ANSWERS["include_jobs"] == "no":
+        remove_jobs(project)
     reference = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["service"]
     rules, lock_rules = replacements(reference, ANSWERS)
     rewrite(project, rules, lock_rules)

@@ -1,7 +1,7 @@
 """What a job is: a name, a payload model with a version, and the function that runs it.
 
 A domain declares its jobs in its own `jobs.py` and lists them in `app/domains.py`. The queue
-entry's name carries the payload's version (`items.publish.v1`): a worker runs only the versions
+entry's name carries the payload's version (`orders.confirm.v1`): a worker runs only the versions
 it declares, so during a rolling deploy an old worker never takes a job whose payload it cannot
 read. To change a payload incompatibly, declare `version=2` next to version 1 and delete version
 1 once no such job is queued (docs/jobs.md).

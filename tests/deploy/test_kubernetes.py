@@ -14,10 +14,7 @@ import pytest
 import yaml
 
 from app import domains  # jobs-only
-from app.settings import (
-    DatabaseSettings,
-    JobsSettings,  # jobs-only
-)
+from app.settings import DatabaseSettings, JobsSettings  # jobs-only
 from tests import parts
 from tests.support import ROOT, SERVICE, clean_env
 

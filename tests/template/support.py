@@ -91,6 +91,24 @@ def example_traces(project: Path) -> list[str]:
     ]
 
 
+JOB_WORDS = re.compile(r"jobs-only|pgqueuer|croniter|app\.jobs|JOBS__|^worker: |job queue", re.I)
+
+
+def job_traces(project: Path) -> list[str]:
+    """Every mention of background jobs left anywhere in the service (its measured benchmark
+    record aside, which says what ran)."""
+    return [
+        f"{path.relative_to(project)}:{number}"
+        for path in sorted(project.rglob("*"))
+        if path.is_file()
+        and ".git" not in path.parts
+        and ".venv" not in path.parts
+        and path.relative_to(project).as_posix() != "docs/benchmarks.md"
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1)
+        if JOB_WORDS.search(line)
+    ]
+
+
 def failures(output: str) -> str:
     """pytest's failures section, not the tail (mostly captured log lines)."""
     return (

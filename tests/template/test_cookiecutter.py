@@ -258,7 +258,7 @@ def test_cookiecutter_then_cruft_link(tmp_path: Path) -> None:
     project = tmp_path / "billing-api"
     assert "PORT=8080" in (project / ".env.example").read_text()
     # The questions again (same answers), then the template commit (the latest).
-    answers = "Billing API\n\n\n\n\n8080\n\n\n\n"
+    answers = "Billing API\n\n\n\n\n8080\n\n\n\n\n"
     linked = shell(documented("README.md", "cruft link"), project, answers, template)
     assert linked.returncode == 0, linked.stdout + linked.stderr
     assert (project / ".cruft.json").is_file()
@@ -273,7 +273,10 @@ def test_a_service_without_the_example_has_no_trace_of_it(tmp_path: Path) -> Non
     project = tmp_path / "payments"
     assert not (project / "app" / "items").exists()
     assert not (project / "tests" / "integration" / "test_items.py").exists()
-    assert list((project / "migrations" / "versions").glob("*.py")) == []
+    # The job queue's migration (jobs are on by default) is then the first one.
+    (queue,) = (project / "migrations" / "versions").glob("*.py")
+    assert queue.name == "20261205_0002_job_queue.py"
+    assert "down_revision: str | None = None\n" in queue.read_text()
     assert example_traces(project) == []
     assert "/api/v1/items" not in (project / "README.md").read_text()
     assert "/api/v1/items" not in (project / "docs" / "tracing.md").read_text()
