@@ -15,11 +15,11 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.auth.policy import PUBLIC
 from app.db.session import DbSession
-from app.jobs.definitions import Job, JobContext
+from app.jobs.definitions import Job, JobContext, Schedule
 from app.jobs.queue import Jobs
 from devtools.pgcluster import APP_USER, PgCluster
 
@@ -66,6 +66,17 @@ async def record(payload: Record, context: JobContext) -> None:
 
 RECORD = Job("test.record", Record, record, timeout_seconds=60)
 JOBS = [RECORD]
+
+
+async def tick(session: AsyncSession) -> None:
+    await session.execute(
+        text("INSERT INTO test_job_runs (key, attempt, pid) VALUES ('tick', 1, :p)"),
+        {"p": os.getpid()},
+    )
+
+
+# Every 2 seconds (croniter's sixth field is seconds); on when TEST_JOBS_TICK is set.
+TICK = Schedule("test.tick", "* * * * * */2", tick)
 
 
 class Enqueue(Record):

@@ -3,6 +3,7 @@ jobs (tests/jobs.py) next to the domains' own."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 from app import domains
@@ -19,6 +20,6 @@ if __name__ == "__main__":
             settings,
             settings.jobs_database_url_object(),
             [*domains.JOBS, *jobs.JOBS],
-            domains.SCHEDULES,
+            [*domains.SCHEDULES, *([jobs.TICK] if os.environ.get("TEST_JOBS_TICK") else [])],
         )
     )
