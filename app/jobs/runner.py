@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 from pgqueuer import RetryRequested
 from pgqueuer.executors import AbstractEntrypointExecutor, EntrypointExecutorParameters
 from pgqueuer.models import Context
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.jobs.definitions import Job, JobContext
 from app.jobs.metrics import JobMetrics
 from app.jobs.queue import REQUEST_ID_HEADER
+from app.middleware.tracing import log_fields
 from app.settings import JobsSettings
 
 log = structlog.get_logger("app.jobs")
@@ -89,8 +91,14 @@ class JobRunner(AbstractEntrypointExecutor):
     async def execute(self, job: QueuedJob, context: Context) -> None:
         run = job.attempts + 1  # pgqueuer counts the runs before this one
         headers = job.headers or {}
+        # pgqueuer runs this inside the job's span when tracing is on: its ids go on the lines.
+        span = trace.get_current_span().get_span_context()
         with structlog.contextvars.bound_contextvars(
-            job_id=job.id, job=self.job.name, attempt=run, request_id=headers.get(REQUEST_ID_HEADER)
+            job_id=job.id,
+            job=self.job.name,
+            attempt=run,
+            request_id=headers.get(REQUEST_ID_HEADER),
+            **(log_fields(span) if span.is_valid else {}),
         ):
             await self._run_logged(job, run)
 

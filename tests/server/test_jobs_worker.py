@@ -23,7 +23,10 @@ from app.jobs.queue import JobQueue
 from devtools.pgcluster import PgCluster
 from devtools.ports import free_port
 from tests import jobs
-from tests.support import ROOT, Server, clean_env, db_env, make_settings, wait_for
+from tests.otlp import otlp_receiver
+from tests.support import ROOT, Server, clean_env, db_env, gunicorn, make_settings, wait_for
+
+FAULT_APP = "tests.server.fault_app:app"
 
 pytestmark = pytest.mark.slow
 
@@ -221,3 +224,40 @@ def test_failed_jobs_are_listed_and_queued_again_by_command(
             [sys.executable, "-m", "app.jobs", "retry", str(job_id)], cwd=ROOT, env=env, check=True
         )
         eventually(lambda: runs(cluster, "again") == 1, what="the retried job ran")
+
+
+def test_the_requests_trace_and_request_id_continue_into_its_job(
+    cluster: PgCluster, tmp_path: Path
+) -> None:
+    trace_id = f"{7:032x}"
+    with otlp_receiver() as receiver:
+        otel = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_TRACES_SAMPLER": "always_on",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+        }
+        web_env = db_env(cluster) | otel | {"LOG__FORMAT": "json"}
+        with (
+            gunicorn(web_env, tmp_path / "gunicorn.log", app=FAULT_APP) as web,
+            worker(cluster, tmp_path / "worker.log", **otel) as running,
+        ):
+            posted = httpx.post(
+                f"{web.base_url}/_test/jobs",
+                json={"key": "traced"},
+                headers={"traceparent": f"00-{trace_id}-{7:016x}-01"},
+            )
+            assert posted.status_code == 201
+            eventually(lambda: runs(cluster, "traced") == 1, what="the job ran")
+            spans = receiver.wait_for(
+                lambda spans: any(s.name == "process test.record.v1" for s in spans)
+            )
+            wait_logged(running, "job_succeeded")
+    [send] = [s for s in spans if s.name == "send test.record.v1"]
+    [process] = [s for s in spans if s.name == "process test.record.v1"]
+    assert send.trace_id == process.trace_id == trace_id
+    assert process.parent_span_id == send.span_id
+    statements = [s for s in spans if s.parent_span_id == process.span_id and s.is_client]
+    assert statements, "the job's own statements are in its trace"
+    [line] = [e for e in running.events() if e.get("event") == "job_succeeded"]
+    assert line["trace_id"] == trace_id
+    assert line["request_id"] == posted.headers["x-request-id"]
