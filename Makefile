@@ -11,7 +11,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: help install run test test-all check lint typecheck coverage migrate revision print-config \
+.PHONY: help install run worker test test-all check lint typecheck coverage migrate revision print-config \
 	clean bench bench-quick sbom audit hooks template-check
 
 help: ## list the targets
@@ -28,7 +28,12 @@ help: ## list the targets
 install: .venv/.synced ## create .venv from uv.lock (exact versions, nothing else)
 
 run: install ## serve on http://127.0.0.1:8000 under Gunicorn (local PostgreSQL if no DATABASE_URL)
-	@HOST=$${HOST:-127.0.0.1} $(RUN) python -m devtools.run
+	@HOST=$${HOST:-127.0.0.1} $(RUN) python -m devtools.run web
+
+# jobs-only
+worker: install ## the background-job worker, next to `make run` (same database); /health on :8001
+	@HOST=$${HOST:-127.0.0.1} $(RUN) python -m devtools.run worker
+# /jobs-only
 
 # Two tiers (README: Tests). `make test` is the loop while working: static checks and the tests
 # that take seconds. `make test-all` is every test, as CI runs it: the tests that do not measure

@@ -44,15 +44,17 @@ def service_database() -> str:
         return str(tomllib.load(file)["tool"]["service"]["database"])
 
 
-def _local_cluster(say: Say) -> PgCluster:
+def _local_cluster(say: Say) -> tuple[PgCluster, bool]:
+    """The cluster, running; and whether this call started it (then it stops it again)."""
     where = _cluster_dir(say)
     cluster = PgCluster.load(where)
     if cluster is None:
         say(f"creating a PostgreSQL cluster in {where} (first run, a few seconds)")
-        return PgCluster.create(where)
-    if not cluster.is_running():
-        cluster.start()
-    return cluster
+        return PgCluster.create(where), True
+    if cluster.is_running():
+        return cluster, False  # another command's (`make run` and `make worker` side by side)
+    cluster.start()
+    return cluster, True
 
 
 @contextmanager
@@ -62,7 +64,7 @@ def database_env(say: Say) -> Iterator[dict[str, str]]:
     if env.get("DATABASE_URL"):
         yield env
         return
-    cluster = _local_cluster(say)
+    cluster, started = _local_cluster(say)
     try:
         database = service_database()
         cluster.ensure_database(database)
@@ -72,5 +74,6 @@ def database_env(say: Say) -> Iterator[dict[str, str]]:
         say(f"using the local PostgreSQL on localhost:{cluster.port} (TLS verify-full)")
         yield env
     finally:
-        cluster.stop()
-        say("local PostgreSQL stopped")
+        if started:
+            cluster.stop()
+            say("local PostgreSQL stopped")

@@ -27,7 +27,7 @@ from devtools.ports import free_port
 from tests import run
 from tests.containers import Docker
 from tests.docs import documented, spawn
-from tests.support import ROOT, SERVICE, needs_example, wait_logged_boots
+from tests.support import HAS_EXAMPLE, ROOT, SERVICE, needs_example, wait_logged_boots
 
 # Waits for the run's Docker engine, which a new machine prepares in minutes (base images).
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(900)]
@@ -196,3 +196,24 @@ def test_compose_accepts_the_tracing_override_docs_tracing_shows(
     services = json.loads(merged.stdout)["services"]
     assert services["app"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
     assert "jaeger" in services
+
+
+# jobs-only
+def test_the_worker_service_turns_healthy_and_runs_what_the_app_enqueues(stack: Stack) -> None:
+    stack.up()
+    stack.wait_healthy()
+    deadline = time.monotonic() + HEALTHY_WITHIN_S
+    while stack.services().get("worker", {}).get("Health") != "healthy":
+        assert time.monotonic() < deadline, stack.compose("logs --no-color worker").stdout[-3000:]
+        time.sleep(1)
+    if not HAS_EXAMPLE:
+        return  # nothing of the service's own enqueues yet
+    item_id = post_item(stack, "published by the worker")
+    deadline = time.monotonic() + 20
+    while httpx.get(f"{stack.base}/api/v1/items/{item_id}").json()["published_at"] is None:
+        assert time.monotonic() < deadline, stack.compose("logs --no-color worker").stdout[-3000:]
+        time.sleep(0.2)
+    assert '"job_succeeded"' in stack.compose("logs --no-color worker").stdout
+
+
+# /jobs-only

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from app.jobs.queue import JobQueue
 from devtools.pgcluster import PgCluster
 from devtools.ports import free_port
 from tests import jobs
+from tests.docs import documented, typed
 from tests.otlp import otlp_receiver
 from tests.support import ROOT, Server, clean_env, db_env, gunicorn, make_settings, wait_for
 
@@ -196,7 +198,7 @@ def test_a_failing_job_is_retried_with_backoff_then_held_as_failed(
     assert [(e["attempt"], e["reason"]) for e in failed] == [(3, "RuntimeError")]
 
 
-def test_failed_jobs_are_listed_and_queued_again_by_command(
+def test_failed_jobs_are_listed_and_queued_again_by_the_documented_commands(
     cluster: PgCluster, tmp_path: Path
 ) -> None:
     with worker(cluster, tmp_path / "worker.log", JOBS__MAX_ATTEMPTS="1"):
@@ -205,24 +207,20 @@ def test_failed_jobs_are_listed_and_queued_again_by_command(
             lambda: count(cluster, "SELECT count(*) FROM pgqueuer WHERE status = 'failed'") == 1,
             what="held as failed",
         )
-        env = clean_env(APP_ENV="test") | db_env(cluster)
-        listed = subprocess.run(
-            [sys.executable, "-m", "app.jobs", "failed"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        # As in the container, or with the project's .venv/bin on PATH.
+        path = f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"
+        env = clean_env(APP_ENV="test", PATH=path) | db_env(cluster)
+        listed = typed(documented("docs/jobs.md", "python -m app.jobs failed"), env=env)
+        assert listed.returncode == 0, listed.stderr
         [line] = [json.loads(line) for line in listed.stdout.splitlines()]
         assert (line["id"], line["job"], line["attempts"]) == (job_id, "test.record.v1", 0)
         # The cause fixed (here: the payload no longer asks to fail), someone retries it.
         cluster.psql(
             "UPDATE pgqueuer SET payload = convert_to('{\"key\":\"again\"}', 'UTF8')", "app"
         )
-        subprocess.run(
-            [sys.executable, "-m", "app.jobs", "retry", str(job_id)], cwd=ROOT, env=env, check=True
-        )
+        shown = documented("docs/jobs.md", "python -m app.jobs retry")
+        retried = typed(f"python -m app.jobs retry {job_id}", env=env, shown=shown)
+        assert retried.returncode == 0, retried.stderr
         eventually(lambda: runs(cluster, "again") == 1, what="the retried job ran")
 
 

@@ -7,8 +7,10 @@ import os
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from devtools.ports import free_port
@@ -36,6 +38,7 @@ def test_make_run_serves_ready_and_stops_on_sigint(tmp_path: Path) -> None:
             ran = typed(on_port, env=clean_env(), shown=command)
             assert ran.returncode == 0, ran.stderr
             assert matches_shown(shown, ran.stdout), (shown, ran.stdout)
+        run_the_worker_beside(env, port, tmp_path)  # jobs-only
         # Ctrl-C in a terminal signals the whole foreground process group.
         os.killpg(process.pid, signal.SIGINT)
         # make itself re-raises SIGINT once its child has finished, as in a terminal.
@@ -53,3 +56,37 @@ def test_make_run_serves_ready_and_stops_on_sigint(tmp_path: Path) -> None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         subprocess.run(["rm", "-rf", str(local)], check=False)
+
+
+# jobs-only
+def run_the_worker_beside(env: dict[str, str], port: int, tmp_path: Path) -> None:
+    """`make worker` in a second terminal: it shares `make run`'s local PostgreSQL, runs what
+    was enqueued before it started, and its Ctrl-C leaves the database to `make run`."""
+    worker_port = free_port()
+    log_path = tmp_path / "make-worker.log"
+    worker = spawn(
+        documented("docs/jobs.md", "make worker"),
+        log=log_path,
+        cwd=ROOT,
+        env=env | {"JOBS__PORT": str(worker_port)},
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{worker_port}/health", timeout=60)
+        if HAS_EXAMPLE:  # the README's POST above queued the item's publishing
+            deadline = time.monotonic() + 20
+            while (
+                httpx.get(f"http://127.0.0.1:{port}/api/v1/items/1").json()["published_at"] is None
+            ):
+                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+                time.sleep(0.2)
+        os.killpg(worker.pid, signal.SIGINT)
+        assert worker.wait(timeout=40) in (0, -signal.SIGINT), log_path.read_text()
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    assert "local PostgreSQL stopped" not in log_path.read_text()
+    assert wait_for(f"http://127.0.0.1:{port}/ready").json()["status"] == "ready"
+
+
+# /jobs-only
