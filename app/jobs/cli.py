@@ -58,6 +58,8 @@ def serve(
         host=settings.host,
         port=settings.jobs.port,
         lifespan="on",
+        # One process, whatever WEB_CONCURRENCY (read by Uvicorn too) says for the web tier.
+        workers=1,
         log_config=None,  # configure_logging did it: the same JSON lines as the web tier
         access_log=False,
         server_header=False,

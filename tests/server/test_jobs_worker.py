@@ -46,7 +46,15 @@ def worker(
     cluster: PgCluster, log_path: Path, module: str = "tests.jobs_worker", **env: str
 ) -> Iterator[Server]:
     port = free_port()
-    full_env = clean_env(APP_ENV="test", HOST="127.0.0.1", LOG__FORMAT="json", JOBS__PORT=str(port))
+    full_env = clean_env(
+        APP_ENV="test",
+        HOST="127.0.0.1",
+        LOG__FORMAT="json",
+        JOBS__PORT=str(port),
+        # Set for the web tier in the same environment (the Kubernetes ConfigMap does): Uvicorn
+        # reads it too, and must not try to fork workers of the job worker.
+        WEB_CONCURRENCY="2",
+    )
     full_env |= db_env(cluster) | FAST | env
     with log_path.open("w") as log:
         process = subprocess.Popen(
