@@ -330,6 +330,8 @@ class JobsSettings(_Group):
     # The worker's own PostgreSQL URL: a direct connection, never PgBouncer's transaction mode,
     # which drops the LISTEN that wakes the worker. Unset: DATABASE_URL, unless DB__PGBOUNCER.
     database_url: SecretStr | None = None
+    # JOBS__DATABASE_URL_FILE: read by load_settings into database_url (a secret's file).
+    database_url_file: Path | None = Field(default=None, exclude=True)
     # /health and /metrics of a worker process.
     port: Annotated[int, Field(ge=1, le=65535)] = 8001
     # Jobs one worker process runs at once; its database pool has as many connections.

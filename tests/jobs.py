@@ -64,7 +64,7 @@ async def record(payload: Record, context: JobContext) -> None:
     )
 
 
-RECORD = Job("test.record", Record, record, timeout_seconds=60)
+RECORD = Job("test.record", Record, record)  # JOBS__TIMEOUT_SECONDS
 JOBS = [RECORD]
 
 

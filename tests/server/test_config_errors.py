@@ -93,3 +93,50 @@ def test_gunicorn_refuses_to_start_and_names_the_variable(case: str) -> None:
     assert "Traceback" not in output
     assert "Connection in use" not in output  # it never tried to bind the port
     assert "worker_gc" not in output  # the first thing a worker logs: none was started
+
+
+# jobs-only
+JOB_CASES = {
+    "bad number": ({"JOBS__CONCURRENCY": "lots"}, "JOBS__CONCURRENCY"),
+    "retries that shrink": (
+        {"JOBS__RETRY_INITIAL_SECONDS": "60", "JOBS__RETRY_MAX_SECONDS": "5"},
+        "JOBS__RETRY_INITIAL_SECONDS",
+    ),
+    "worker behind PgBouncer": (
+        {"DATABASE_URL": f"postgresql://app:{SECRET}@localhost/app", "DB__PGBOUNCER": "true"},
+        "JOBS__DATABASE_URL",
+    ),
+    "not a database URL": (
+        {"JOBS__DATABASE_URL": f"mysql://app:{SECRET}@db/app"},
+        "JOBS__DATABASE_URL",
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(JOB_CASES))
+def test_the_worker_refuses_to_start_and_names_the_variable(case: str) -> None:
+    env_overrides, variable = JOB_CASES[case]
+    with socket.socket() as held:  # had the worker tried to bind it, it would have failed so
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        env = clean_env(HOST="127.0.0.1", JOBS__PORT=str(port)) | env_overrides
+        result = subprocess.run(
+            [sys.executable, "-m", "app.jobs"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert f"  - {variable}:" in output
+    assert SECRET not in output
+    assert "Traceback" not in output
+    assert "address already in use" not in output.lower()
+
+
+# /jobs-only

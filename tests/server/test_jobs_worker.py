@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -267,3 +268,49 @@ def test_the_requests_trace_and_request_id_continue_into_its_job(
     [line] = [e for e in running.events() if e.get("event") == "job_succeeded"]
     assert line["trace_id"] == trace_id
     assert line["request_id"] == posted.headers["x-request-id"]
+
+
+def test_a_run_past_its_timeout_is_stopped_and_counts_as_failed(
+    cluster: PgCluster, tmp_path: Path
+) -> None:
+    env = {"JOBS__TIMEOUT_SECONDS": "0.5", "JOBS__MAX_ATTEMPTS": "2"}
+    with worker(cluster, tmp_path / "worker.log", **env) as server:
+        enqueue(cluster, jobs.Record(key="slow", sleep_s=30))
+        wait_logged(server, "job_failed")
+    retried = [e for e in server.events() if e.get("event") == "job_retry"]
+    failed = [e for e in server.events() if e.get("event") == "job_failed"]
+    assert [(e["attempt"], e["reason"]) for e in retried] == [(1, "timed out")]
+    assert [(e["attempt"], e["reason"]) for e in failed] == [(2, "timed out")]
+    assert runs(cluster, "slow") == 0
+
+
+def test_waiting_jobs_show_in_the_queue_gauges(cluster: PgCluster, tmp_path: Path) -> None:
+    with worker(cluster, tmp_path / "worker.log", JOBS__CONCURRENCY="2") as server:
+        enqueue(cluster, *(jobs.Record(key=f"busy-{n}", sleep_s=30) for n in range(2)))
+        eventually(lambda: count(cluster, "SELECT count(*) FROM test_job_starts") == 2)
+        enqueue(cluster, jobs.Record(key="waiting"))
+        time.sleep(1.5)
+        metrics = httpx.get(f"{server.base_url}/metrics").text
+    assert 'jobs_in_queue{job="test.record",state="picked"} 2.0' in metrics
+    assert 'jobs_in_queue{job="test.record",state="queued"} 1.0' in metrics
+    [age] = re.findall(r'^jobs_oldest_ready_age_seconds\{job="test.record"\} (\S+)$', metrics, re.M)
+    assert 1.0 <= float(age) < 10
+    assert "jobs_queue_scrape_ok 1.0" in metrics
+
+
+def test_a_worker_leaves_a_payload_version_it_does_not_know_in_the_queue(
+    cluster: PgCluster, tmp_path: Path
+) -> None:
+    """A newer deploy's job, as an older worker sees it during a rolling deploy."""
+    cluster.psql(
+        "INSERT INTO pgqueuer (priority, entrypoint, status, payload)"
+        " VALUES (0, 'test.record.v2', 'queued', convert_to('{\"key\": \"v2\"}', 'UTF8'))",
+        "app",
+    )
+    with worker(cluster, tmp_path / "worker.log"):
+        enqueue(cluster, jobs.Record(key="v1"))
+        eventually(lambda: runs(cluster, "v1") == 1, what="the known version ran")
+        time.sleep(1.5)  # a poll or two later
+    assert runs(cluster, "v2") == 0
+    left = cluster.psql("SELECT entrypoint, status FROM pgqueuer", "app").split()
+    assert left == ["test.record.v2|queued"]

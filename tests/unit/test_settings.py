@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from app.settings import Settings, SettingsError, SslMode, load_settings
+from app.settings import (
+    DatabaseSettings,
+    JobsSettings,  # jobs-only
+    Settings,
+    SettingsError,
+    SslMode,
+    load_settings,
+)
 
 SECRET_IN_URL = "pw-Zq81-not-for-logs"
 
@@ -167,3 +174,33 @@ def test_the_message_names_each_variable_and_what_is_wrong(
     expected = f"Invalid configuration ({count}):\n" + "\n".join(f"  - {line}" for line in lines)
     assert str(caught.value) == expected
     assert caught.value.problems == lines
+
+
+# jobs-only
+def test_the_worker_connects_directly_even_when_the_web_tier_uses_pgbouncer() -> None:
+    direct = "postgresql://app:pw@db.internal/app"
+    pooled = "postgresql://app:pw@pgbouncer:6432/app"
+    alone = Settings(_env_file=None, database_url=direct)
+    assert alone.jobs_database_url_object().host == "db.internal"
+    pgbouncer = DatabaseSettings(pgbouncer=True)
+    behind = Settings(_env_file=None, database_url=pooled, db=pgbouncer)
+    with pytest.raises(SettingsError, match="JOBS__DATABASE_URL: is required when DB__PGBOUNCER"):
+        behind.jobs_database_url_object()
+    jobs = JobsSettings(database_url=direct)
+    own = Settings(_env_file=None, database_url=pooled, db=pgbouncer, jobs=jobs)
+    assert own.jobs_database_url_object().host == "db.internal"
+    with pytest.raises(SettingsError, match="JOBS__DATABASE_URL"):
+        Settings(_env_file=None).jobs_database_url_object()
+
+
+def test_the_workers_url_can_come_from_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "jobs_url"
+    secret.write_text("postgresql://app:pw@db.internal/app\n")
+    monkeypatch.setenv("JOBS__DATABASE_URL_FILE", str(secret))
+    loaded = load_settings(_env_file=None)
+    assert loaded.jobs_database_url_object().host == "db.internal"
+
+
+# /jobs-only
