@@ -9,7 +9,7 @@ bench-lab: install ## the template's comparisons: the stack against a bare app, 
 	$(RUN) python -m lab.compare $(if $(QUICK),--quick)
 	$(RUN) python -m lab.process_managers $(if $(QUICK),--quick)
 
-# Not part of `make test-all`: about 20 minutes on two cores. Where the code lives and which
+# Not part of `make test-all`: about 40 minutes on two cores. Where the code lives and which
 # tests run against it: [tool.mutmut] in pyproject.toml; the score and the survivors:
 # lab/README.md. mutmut comes at this exact version for this run only (uv run --with): no
 # generated service needs it in its lock file.

@@ -63,9 +63,15 @@ def test_the_endpoint_follows_the_standard_variables(
 def test_resource_attributes_are_parsed_and_percent_decoded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod, team=a%20b%2Cc")
+    # A value may hold "=" (base64 padding): the first one ends the key.
+    attributes = "deployment.environment=prod, team=a%20b%2Cc, build=YWJj=="
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", attributes)
     settings = load_settings(_env_file=None)
-    assert settings.otel_resource_attributes == {"deployment.environment": "prod", "team": "a b,c"}
+    assert settings.otel_resource_attributes == {
+        "deployment.environment": "prod",
+        "team": "a b,c",
+        "build": "YWJj==",
+    }
 
 
 def test_invalid_values_fail_with_the_other_settings_by_their_standard_names(
@@ -87,6 +93,8 @@ def test_invalid_values_fail_with_the_other_settings_by_their_standard_names(
         load_settings(_env_file=None)
     assert sorted(line.split(":", 1)[0] for line in caught.value.problems) == sorted(bad)
     assert "no-equals-sign" not in str(caught.value)  # values are never echoed
+    [attributes] = [p for p in caught.value.problems if p.startswith("OTEL_RESOURCE_ATTRIBUTES")]
+    assert attributes.endswith("must be comma-separated key=value pairs")
 
 
 def sampled_parent(sampled: bool) -> trace.Span:
