@@ -4,6 +4,7 @@ transaction, and two jobs (one that does nothing, one that notes when it started
 from __future__ import annotations
 
 import time
+import uuid  # example-only
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, status
@@ -13,6 +14,9 @@ from sqlalchemy import text
 from app.auth.policy import PUBLIC
 from app.db.session import DbSession
 from app.factory import add_routes, create_app
+from app.items.jobs import PUBLISH, PublishItem  # example-only
+from app.items.models import Item  # example-only
+from app.items.schemas import ItemPublic  # example-only
 from app.jobs.definitions import Job, JobContext
 from app.jobs.queue import Jobs
 from devtools.pgcluster import APP_USER
@@ -58,6 +62,20 @@ async def write(session: DbSession, jobs: Jobs, job: bool = False) -> dict[str, 
     return {"job": job}
 
 
+# example-only
+@router.post("/items", status_code=status.HTTP_201_CREATED, openapi_extra=PUBLIC)
+async def create_item(session: DbSession, jobs: Jobs, job: bool = False) -> ItemPublic:
+    """What `ItemService.create` does (an item added, flushed, its job enqueued), with the job
+    or without; a new name each time."""
+    item = Item(name=f"bench {uuid.uuid4().hex}", description="a row to read")
+    session.add(item)
+    await session.flush()
+    if job:
+        await jobs.enqueue(PUBLISH, PublishItem(item_id=item.id))
+    return ItemPublic.model_validate(item)
+
+
+# /example-only
 def create_bench_app() -> FastAPI:
     """The service with the benchmark's route, for Gunicorn's factory form
     (`bench.jobs_app:create_bench_app()`)."""

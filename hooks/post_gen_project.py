@@ -78,8 +78,9 @@ def remove_example(project: Path) -> None:
     registry.write_text(text)
     for document in (project / "README.md", project / "docs" / "tracing.md"):
         document.write_text(EXAMPLE_ONLY.sub("", document.read_text()))
-    bench = project / "bench" / "endpoints.py"
-    bench.write_text(EMPTY_LIST.sub("[]", EXAMPLE_ONLY_LINES.sub("", bench.read_text())))
+    for bench in sorted((project / "bench").glob("*.py")):
+        text = EXAMPLE_ONLY_LINES.sub("", bench.read_text())
+        bench.write_text(tidy_python(EMPTY_LIST.sub("[]", text)))
 
 
 # Background jobs: the worker package, its migrations, deployment files, tests and docs. Every
@@ -94,11 +95,17 @@ JOBS = (
     "tests/jobs_worker.py",
     "tests/integration/test_jobs_enqueue.py",
     "tests/server/test_jobs_worker.py",
+    "tests/server/test_jobs_faults.py",
+    "tests/integration/test_jobs_maintenance.py",
     "deploy/k8s/base/worker-deployment.yaml",
     "deploy/k8s/base/worker-pdb.yaml",
     "deploy/systemd/fastapi-service-worker.service",
     "docs/jobs.md",
     "docs/adr/0011-background-jobs.md",
+    "bench/jobs.py",
+    "bench/jobs_app.py",
+    "bench/worker.py",
+    "bench/post.lua",
 )
 JOBS_ONLY = re.compile(
     r"<!-- jobs-only[^>]*-->.*?<!-- /jobs-only -->\n*"
@@ -224,7 +231,9 @@ def replacements(
 # Blocks marked in Markdown (<!-- example-only --> ... <!-- /example-only -->) and in code and
 # configuration (# example-only ... # /example-only lines); the same for template-only.
 EXAMPLE_ONLY = re.compile(r"<!-- example-only[^>]*-->.*?<!-- /example-only -->\n*", re.DOTALL)
-EXAMPLE_ONLY_LINES = re.compile(r"^ *# example-only\n.*?^ *# /example-only\n", re.DOTALL | re.M)
+EXAMPLE_ONLY_LINES = re.compile(
+    r"^ *# example-only\n.*?^ *# /example-only\n|^[^\n]*# example-only\n", re.DOTALL | re.M
+)
 EMPTY_LIST = re.compile(r"\[\n\s*\]")
 TEMPLATE_ONLY = re.compile(
     r"<!-- template-only[^>]*-->.*?<!-- /template-only -->\n*"

@@ -27,7 +27,13 @@ from devtools.ports import free_port
 from tests import run
 from tests.containers import Docker
 from tests.docs import documented, spawn
-from tests.support import HAS_EXAMPLE, ROOT, SERVICE, needs_example, wait_logged_boots
+from tests.support import (
+    HAS_EXAMPLE,  # jobs-only
+    ROOT,
+    SERVICE,
+    needs_example,
+    wait_logged_boots,
+)
 
 # Waits for the run's Docker engine, which a new machine prepares in minutes (base images).
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(900)]

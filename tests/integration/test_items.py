@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import httpx
 
+from app.db.engine import build_engine  # jobs-only
+from app.db.session import write_sessions  # jobs-only
+from app.items.jobs import PUBLISH, PublishItem  # jobs-only
 from app.items.schemas import PAGE_SIZE_MAX
+from app.jobs.definitions import JobContext  # jobs-only
+from app.settings import Settings  # jobs-only
+from devtools.pgcluster import PgCluster  # jobs-only
 
 ITEMS = "/api/v1/items"
 PROBLEM = "application/problem+json"
@@ -153,3 +159,29 @@ async def test_a_domain_error_rolls_back_everything_the_request_wrote(
     )
     assert clash.status_code == 409
     assert (await client.get(f"{ITEMS}/{other['id']}")).json()["description"] == "before"
+
+
+# jobs-only
+async def test_publishing_an_item_twice_changes_nothing_the_second_time(
+    settings: Settings, migrated: PgCluster
+) -> None:
+    """The example's job is idempotent: a second run (after a kill, a lost commit answer)
+    leaves the item as the first left it."""
+    migrated.psql("INSERT INTO items (name) VALUES ('twice')", "app")
+    url = settings.database_url_object()
+    assert url is not None
+    engine = build_engine(url, settings.db, hide_parameters=False)
+    try:
+        for attempt in (1, 2):
+            async with write_sessions(engine)() as session, session.begin():
+                context = JobContext(session=session, job_id=1, attempt=attempt)
+                await PUBLISH.run(PublishItem(item_id=1), context)
+            if attempt == 1:
+                first = migrated.psql("SELECT published_at, updated_at FROM items", "app")
+                assert first.split("|")[0]  # published
+    finally:
+        await engine.dispose()
+    assert migrated.psql("SELECT published_at, updated_at FROM items", "app") == first
+
+
+# /jobs-only

@@ -1,6 +1,5 @@
-"""The queue's housekeeping and the example's job, each against the real database: history
-older than the retention goes, newer stays; running the example's job twice changes nothing
-more than running it once."""
+"""The queue's housekeeping against the real database: history older than the retention goes,
+newer stays."""
 
 from __future__ import annotations
 
@@ -11,11 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.engine import build_engine
 from app.db.session import write_sessions
-from app.jobs.definitions import JobContext
 from app.jobs.maintenance import prune_history
 from app.settings import Settings
 from devtools.pgcluster import PgCluster
-from tests.support import HAS_EXAMPLE
 
 
 @pytest.fixture
@@ -49,20 +46,3 @@ async def test_history_past_the_retention_is_deleted_and_the_rest_kept(
         await prune_history(session, days=7)
     assert history(migrated, "pgqueuer_log") == ["recent"]
     assert history(migrated, "pgqueuer_statistics") == ["recent"]
-
-
-@pytest.mark.skipif(not HAS_EXAMPLE, reason="the example domain was left out")
-async def test_publishing_an_item_twice_changes_nothing_the_second_time(
-    sessions: async_sessionmaker[AsyncSession], migrated: PgCluster
-) -> None:
-    from app.items.jobs import PUBLISH, PublishItem  # noqa: PLC0415 - the example's own
-
-    migrated.psql("INSERT INTO items (name) VALUES ('twice')", "app")
-    payload = PublishItem(item_id=1)
-    for attempt in (1, 2):
-        async with sessions() as session, session.begin():
-            await PUBLISH.run(payload, JobContext(session=session, job_id=1, attempt=attempt))
-        if attempt == 1:
-            first = migrated.psql("SELECT published_at, updated_at FROM items", "app")
-            assert first.split("|")[0]  # published
-    assert migrated.psql("SELECT published_at, updated_at FROM items", "app") == first

@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import tempfile
-import time
+import time  # jobs-only
 from pathlib import Path
 
-import httpx
+import httpx  # jobs-only
 import pytest
 
 from devtools.ports import free_port

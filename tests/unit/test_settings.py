@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from app.settings import (
-    DatabaseSettings,
+    DatabaseSettings,  # jobs-only
     JobsSettings,  # jobs-only
     Settings,
     SettingsError,
