@@ -156,7 +156,7 @@ def latency(env: dict[str, str], cluster: PgCluster, log: Path, jobs: int) -> li
 
 
 def started_of(number: int) -> str:
-    return f"SELECT started FROM bench_job_starts WHERE number = {int(number)}"  # noqa: S608
+    return f"SELECT started FROM bench_job_starts WHERE number = {int(number)}"  # noqa: S608 - an int
 
 
 def main() -> int:

@@ -25,11 +25,14 @@ def budget_line(output: str) -> dict[str, object]:
 
 def test_a_budget_within_limits_is_logged_as_ok(migrated: PgCluster, tmp_path: Path) -> None:
     env = db_env(migrated) | {"LOG__FORMAT": "json", "DB__POOL_SIZE": "5"}
+    env |= {"JOBS__REPLICAS": "2", "JOBS__CONCURRENCY": "3"}  # jobs-only
     with gunicorn(env, tmp_path / "gunicorn.log", workers=2) as server:
         wait_for(f"{server.base_url}/ready")
         line = budget_line(server.output())
     assert line["event"] == "pool_budget_ok"
-    assert line["needed"] == 10  # 1 replica x 2 workers x 5
+    needed = 10  # 1 replica x 2 workers x 5
+    needed += 2 * (3 + 1)  # jobs-only: 2 job workers x (3 jobs at once + the queue's connection)
+    assert line["needed"] == needed
     assert line["available"] == 97  # 100 - 3 reserved
 
 
@@ -40,7 +43,9 @@ def test_an_exceeded_budget_warns_by_default(migrated: PgCluster, tmp_path: Path
         line = budget_line(server.output())
     assert line["event"] == "pool_budget_exceeded"
     assert line["level"] == "warning"
-    assert line["needed"] == 200
+    needed = 200  # 20 replicas x 1 worker x 10
+    needed += 1 * (8 + 1)  # jobs-only: the default job worker
+    assert line["needed"] == needed
 
 
 def test_an_exceeded_budget_stops_the_service_when_set_to_refuse(

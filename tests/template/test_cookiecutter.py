@@ -194,9 +194,9 @@ def test_cruft_creates_checks_and_updates_a_service(tmp_path: Path) -> None:
     template = tmp_path / "template"
     git("clone", "--quiet", str(ROOT), str(template), cwd=tmp_path)
     (tmp_path / "out").mkdir()
-    # Eight questions: a name, then the defaults derived from it (the example domain kept).
+    # Nine questions: a name, then the defaults derived from it (the example and jobs kept).
     create = documented("README.md", "cruft create")
-    created = shell(create, tmp_path / "out", "Ledger\n" + "\n" * 7, template)
+    created = shell(create, tmp_path / "out", "Ledger\n" + "\n" * 8, template)
     assert created.returncode == 0, created.stdout + created.stderr
     project = tmp_path / "out" / "ledger"
     assert (project / ".cruft.json").is_file()

@@ -83,7 +83,10 @@ def register_the_domain(project: Path) -> None:
     start = text.index("ROUTERS: list[APIRouter] = []")
     models = "MODELS: list[ModuleType] = []\n"
     end = text.index(models) + len(models)
-    registry.write_text(text[:start] + DOMAINS + text[end:])
+    imports = text[:start].rstrip("\n")
+    # The new imports join the service's own (`from app.…`), or start that group.
+    joined = "\n" if imports.splitlines()[-1].startswith("from app.") else "\n\n"
+    registry.write_text(imports + joined + DOMAINS + text[end:])
 
 
 def changed_files(project: Path) -> list[str]:
