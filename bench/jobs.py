@@ -1,9 +1,9 @@
 """`make bench`, background jobs: what enqueueing costs a write, how many jobs a second one and
 two worker processes run, and how soon an idle worker starts a job after its commit.
 
-- Enqueue cost: a write without and with a job enqueued in its transaction (`POST
-  /bench/writes`: one row; `POST /bench/items`: an item as the example creates one), served by
-  the production command, in interleaved wrk rounds.
+- Enqueue cost: a write without and with a job enqueued in its transaction (one row, and the
+  example's create when it is there), served by the production command, in interleaved wrk
+  rounds.
 - Throughput: a batch of jobs that do nothing, drained by `python -m bench.worker` (the real
   worker, with the benchmark's jobs) in 1 and in 2 processes, interleaved rounds.
 - Latency: jobs enqueued one at a time, each committed while the worker idles; from the commit

@@ -66,7 +66,16 @@ def test_a_database_restart_loses_no_job_and_the_workers_reconnect(
         cluster.stop("fast")
         time.sleep(3)
         cluster.start()
-        eventually(lambda: keys_run_once(cluster, keys) == {}, timeout=60, what="every job ran")
+        try:
+            eventually(lambda: keys_run_once(cluster, keys) == {}, timeout=60)
+        except AssertionError:
+            queue = cluster.psql(
+                "SELECT id, status, attempts, heartbeat, now() FROM pgqueuer", "app"
+            )
+            logs = "\n".join(w.output()[-4000:] for w in workers)
+            raise AssertionError(
+                f"not run once: {keys_run_once(cluster, keys)}\n{queue}\n{logs}"
+            ) from None
         for running in workers:
             wait_logged(running, "worker_connected", count=2)  # reconnected
             assert running.process.poll() is None

@@ -31,7 +31,10 @@ def test_a_budget_within_limits_is_logged_as_ok(migrated: PgCluster, tmp_path: P
         line = budget_line(server.output())
     assert line["event"] == "pool_budget_ok"
     needed = 10  # 1 replica x 2 workers x 5
-    needed += 2 * (3 + 1)  # jobs-only: 2 job workers x (3 jobs at once + the queue's connection)
+    # jobs-only
+    # 2 job workers x (3 jobs at once + the queue's connection)
+    needed += 2 * (3 + 1)
+    # /jobs-only
     assert line["needed"] == needed
     assert line["available"] == 97  # 100 - 3 reserved
 
@@ -44,7 +47,7 @@ def test_an_exceeded_budget_warns_by_default(migrated: PgCluster, tmp_path: Path
     assert line["event"] == "pool_budget_exceeded"
     assert line["level"] == "warning"
     needed = 200  # 20 replicas x 1 worker x 10
-    needed += 1 * (8 + 1)  # jobs-only: the default job worker
+    needed += 1 * (8 + 1)  # jobs-only
     assert line["needed"] == needed
 
 
