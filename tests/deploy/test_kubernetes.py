@@ -178,7 +178,8 @@ def test_the_job_workers_probe_their_own_port_and_stop_after_their_grace() -> No
     needed = jobs.grace_seconds + command_timeout + MARGIN_S
     assert spec["terminationGracePeriodSeconds"] >= needed
     # The grace fits the longest job, so a rollout stops none midway.
-    longest = max(job.timeout_seconds or jobs.timeout_seconds for job in domains.JOBS)
+    timeouts = [job.timeout_seconds or jobs.timeout_seconds for job in domains.JOBS]
+    longest = max(timeouts, default=jobs.timeout_seconds)
     assert jobs.grace_seconds >= longest
     pdb = one(docs, "PodDisruptionBudget", f"{SLUG}-worker")["spec"]
     assert pdb["minAvailable"] < one(docs, "Deployment", f"{SLUG}-worker")["spec"]["replicas"]
