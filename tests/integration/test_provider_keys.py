@@ -95,9 +95,8 @@ async def test_refreshes_close_together_share_one_fetch(provider: Provider) -> N
 
 
 async def test_a_failed_fetch_keeps_the_last_keys_and_says_so(
-    provider: Provider, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    provider: Provider, capsys: pytest.CaptureFixture[str], worker_logs: None
 ) -> None:
-    log_as_a_worker(monkeypatch)
     clock = Clock()
     kid = provider.keys[0].kid
     async with provider_keys(provider, clock) as keys:
@@ -118,7 +117,8 @@ async def test_a_failed_fetch_keeps_the_last_keys_and_says_so(
     assert "503 Service Unavailable" in logged[1]["detail"]
 
 
-def log_as_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def worker_logs(monkeypatch: pytest.MonkeyPatch) -> None:
     """JSON lines, as a worker writes them. The module's logger is taken afresh: structlog keeps
     the configuration a logger had when first used, and an earlier test in this process may have
     used it under another one."""
@@ -126,10 +126,7 @@ def log_as_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(keys_module, "log", structlog.get_logger("app.auth"))
 
 
-async def failure_after_one_refresh(
-    provider: Provider, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> str:
-    log_as_a_worker(monkeypatch)
+async def failure_after_one_refresh(provider: Provider, capsys: pytest.CaptureFixture[str]) -> str:
     async with provider_keys(provider, Clock()) as keys:
         capsys.readouterr()
         await keys.refresh()
@@ -140,22 +137,19 @@ async def failure_after_one_refresh(
 
 
 async def test_a_discovery_document_naming_another_issuer_is_not_believed(
-    provider: Provider, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    provider: Provider, capsys: pytest.CaptureFixture[str], worker_logs: None
 ) -> None:
     """OpenID Connect Discovery 4.3: the document must name the issuer it was asked for."""
     provider.discovery_issuer = "https://evil.example.com"
-    detail = await failure_after_one_refresh(provider, capsys, monkeypatch)
+    detail = await failure_after_one_refresh(provider, capsys)
     assert detail == "the discovery document names another issuer"
 
 
 async def test_a_key_set_without_a_usable_key_is_a_failed_fetch(
-    provider: Provider, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    provider: Provider, capsys: pytest.CaptureFixture[str], worker_logs: None
 ) -> None:
     provider.keys, provider.extra_jwks = [], [jwk(SigningKey.new(), use="enc")]
-    assert (
-        await failure_after_one_refresh(provider, capsys, monkeypatch)
-        == "no usable signing key in the JWKS"
-    )
+    assert await failure_after_one_refresh(provider, capsys) == "no usable signing key in the JWKS"
 
 
 async def test_keeping_fresh_retries_quickly_until_keys_arrive_then_waits(
