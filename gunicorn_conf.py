@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -98,6 +99,11 @@ def on_starting(server: Any) -> None:
     metrics_dir = Path(tempfile.mkdtemp(prefix="app-metrics-"))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     server.log.info("gunicorn_config %s", json.dumps(effective(), sort_keys=True))
+
+
+def on_exit(server: Any) -> None:
+    # The directory is this run's alone (on_starting made it): leave nothing behind in /tmp.
+    shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -1,7 +1,7 @@
 """The fast tier's one real server: the production command with two Uvicorn workers on the
 session's PostgreSQL; `/ready`, a write and a read back through a domain route (a test-only
 route in a service generated without the example), then TERM: every worker disposes of its
-pool and the master exits 0."""
+pool, the master exits 0 and leaves no temporary files."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ def test_the_production_command_boots_serves_a_round_trip_and_stops_on_term(
     migrated: PgCluster, tmp_path: Path
 ) -> None:
     app, resource, field = ROUND_TRIP
-    env = db_env(migrated) | {"LOG__FORMAT": "json"}
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = db_env(migrated) | {"LOG__FORMAT": "json", "TMPDIR": str(temp)}
     with gunicorn(env, tmp_path / "gunicorn.log", workers=2, app=app) as server:
         ready = httpx.get(f"{server.base_url}/ready")
         assert ready.status_code == 200, ready.text
@@ -40,3 +42,4 @@ def test_the_production_command_boots_serves_a_round_trip_and_stops_on_term(
         assert server.process.wait(timeout=30) == 0
         disposed = [e for e in server.events() if e.get("event") == "database_disposed"]
     assert len(disposed) == 2
+    assert list(temp.iterdir()) == []  # the workers' metric files went with the master
