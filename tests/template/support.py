@@ -9,6 +9,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+from tests.docs import documented, typed
 from tests.support import ROOT, clean_env, unmeasured
 
 BIN = Path(sys.executable).parent
@@ -114,3 +115,21 @@ def failures(output: str) -> str:
     return (
         output[output.find("= FAILURES =") :][:6000] if "= FAILURES =" in output else output[-6000:]
     )
+
+
+def check_without_jobs(template: Path, out: Path, example: str) -> None:
+    """A service generated without jobs has nothing of them left, and its own `make test`
+    passes, typed as the README shows it."""
+    answers = ("project_name=Quiet Ledger", f"include_example={example}", "include_jobs=no")
+    generated = cookiecutter(template, out, *answers)
+    assert generated.returncode == 0, generated.stderr
+    project = out / "quiet-ledger"
+    assert job_traces(project) == []
+    assert not (project / "app" / "jobs").exists()
+    procfile = (project / "Procfile").read_text()
+    assert procfile.splitlines() == [
+        "web: gunicorn -c gunicorn_conf.py app.main:app",
+        "release: alembic upgrade head",
+    ]
+    tested = typed(documented("README.md", "make test"), env=tool_env(), cwd=project, timeout=600)
+    assert tested.returncode == 0, failures(tested.stdout + tested.stderr)
