@@ -44,12 +44,15 @@ test: install lint typecheck ## the loop while working: lint, strict types, unit
 
 # The tests mostly wait on servers and subprocesses: two processes per CPU this make may use.
 # A test file runs in one process (--dist loadfile), so a module's fixtures are set up once and
-# its tests keep their order: the container tests' image is built once per file.
+# its tests keep their order: the container tests' image is built once per file. The files
+# start longest first (tests/conftest.py), not in xdist's order of most tests first, which
+# left the one-test generation and benchmark files to run alone at the end.
 TEST_JOBS ?= $(shell $(PYTHON) -c 'import os; print(min(8, 2 * len(os.sched_getaffinity(0))))')
 test-all: install lint typecheck ## every test (servers, faults, signals, containers), coverage floor: what CI runs
 	@$(RUN) python -m tests.ledger reset
 	$(RUN) coverage erase
-	$(RUN) coverage run -m pytest -n $(TEST_JOBS) --dist loadfile -m "not serial" $(PYTEST_ARGS)
+	$(RUN) coverage run -m pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder \
+	  -m "not serial" $(PYTEST_ARGS)
 	$(RUN) coverage run -m pytest -m serial $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory coverage
 	$(RUN) python -m tests.ledger

@@ -96,12 +96,26 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[OWNER] = run.begin()
 
 
-# The longest tests first, so that in parallel runs none is left to run alone at the end.
-LONGEST_FIRST = ("tests/template/", "tests/deploy/test_compose.py", "tests/deploy/test_image.py")
+# The longest files first, longest at the top, so that in parallel runs none is left to run
+# alone at the end (test-all keeps this order: --no-loadscope-reorder).
+LONGEST_FIRST = (
+    "tests/template/test_generated_service.py",
+    "tests/server/test_make_targets.py",
+    "tests/template/",
+    "tests/deploy/test_compose.py",
+    "tests/server/test_jobs_worker.py",  # jobs-only
+    "tests/deploy/test_image.py",
+    "tests/server/test_jobs_faults.py",  # jobs-only
+)
+
+
+def _rank(item: pytest.Item) -> int:
+    starts = (i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix))
+    return next(starts, len(LONGEST_FIRST))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))
+    items.sort(key=_rank)  # stable: a file's tests keep their order
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
