@@ -144,7 +144,9 @@ def configure_logging(settings: LogSettings, *, production: bool) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[settings.level]
         ),
-        cache_logger_on_first_use=True,
+        # Each line reads the configuration of the moment (about a microsecond): a logger
+        # cached at first use keeps the one it met first, though tests configure many times.
+        cache_logger_on_first_use=False,
     )
     if not sys.stderr.isatty():
         logging.captureWarnings(True)

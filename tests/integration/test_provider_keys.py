@@ -14,9 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-import structlog
 
-from app.auth import keys as keys_module
 from app.auth.keys import ProviderKeys
 from app.logging import configure_logging
 from app.settings import LogSettings
@@ -118,12 +116,9 @@ async def test_a_failed_fetch_keeps_the_last_keys_and_says_so(
 
 
 @pytest.fixture
-def worker_logs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """JSON lines, as a worker writes them. The module's logger is taken afresh: structlog keeps
-    the configuration a logger had when first used, and an earlier test in this process may have
-    used it under another one."""
+def worker_logs() -> None:
+    """JSON lines, as a worker writes them."""
     configure_logging(LogSettings(format="json"), production=True)
-    monkeypatch.setattr(keys_module, "log", structlog.get_logger("app.auth"))
 
 
 async def failure_after_one_refresh(provider: Provider, capsys: pytest.CaptureFixture[str]) -> str:
