@@ -134,10 +134,18 @@ def test_a_domain_added_by_the_readme_passes_the_services_own_tests_and_serves(
     build_and_compose_under_its_own_name(project)
 
 
+# What its name changes: the image's tag, the Compose project, the database. The rest of the
+# container tests is the template's own, run by test-all on the template's image.
+UNDER_ITS_NAME = (
+    "tests/deploy/test_image.py",
+    "tests/deploy/test_compose.py::test_compose_up_migrates_and_serves_on_the_published_port",
+)
+
+
 def build_and_compose_under_its_own_name(project: Path) -> None:
-    """Its container tests (image, `docker compose up`), on the run's Docker engine."""
+    """Its image tests and `docker compose up`, on the run's Docker engine."""
     tested = run_in(
-        project, ".venv/bin/pytest", "-m", "docker", "-p", "no:cacheprovider", timeout=900
+        project, ".venv/bin/pytest", "-p", "no:cacheprovider", *UNDER_ITS_NAME, timeout=900
     )
     assert tested.returncode == 0, failures(tested.stdout + tested.stderr)
     docker = containers.shared()
