@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -34,27 +35,44 @@ hypothesis_settings.register_profile("developer", print_blob=True)
 hypothesis_settings.load_profile("ci" if IN_CI else "developer")
 
 
-def new_cluster() -> PgCluster:
+@contextmanager
+def throwaway_cluster(*, migrated: bool = False) -> Iterator[PgCluster]:
+    """A PostgreSQL of its own (TLS on, free port), removed afterwards; `migrated`: with the
+    service's schema and the tests' own tables."""
     base = Path(tempfile.mkdtemp(prefix="app-test-pg-"))
     base.chmod(0o755)  # PostgreSQL runs as another user when the tests run as root
-    return PgCluster.create(base / "cluster")
+    cluster = PgCluster.create(base / "cluster")
+    try:
+        if migrated:
+            create_schema(cluster)
+        yield cluster
+    finally:
+        cluster.destroy()
+        base.rmdir()
+
+
+def create_schema(cluster: PgCluster) -> None:
+    migrate(make_settings(cluster))
+    notes.create_table(cluster)
+    jobs.create_tables(cluster)  # jobs-only
+
+
+def running(cluster: PgCluster) -> PgCluster:
+    """`cluster`, started again if a test before stopped it."""
+    if not cluster.is_running():
+        cluster.start()
+    return cluster
 
 
 @pytest.fixture(scope="session")
 def pg() -> Iterator[PgCluster]:
-    cluster = new_cluster()
-    try:
+    with throwaway_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
-        cluster.base.parent.rmdir()
 
 
 @pytest.fixture(scope="session")
 def migrated(pg: PgCluster) -> PgCluster:
-    migrate(make_settings(pg))
-    notes.create_table(pg)
-    jobs.create_tables(pg)  # jobs-only
+    create_schema(pg)
     return pg
 
 

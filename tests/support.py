@@ -226,6 +226,19 @@ def wait_logged_boots(
         time.sleep(0.05)
 
 
+def spawn(arguments: Sequence[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[str]:
+    """`python <arguments>` from the checkout, its output (stdout and stderr) to `log_path`."""
+    with log_path.open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, *arguments],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
 @contextmanager
 def gunicorn(
     env: dict[str, str],
@@ -243,16 +256,9 @@ def gunicorn(
         APP_ENV="test", HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY=str(workers)
     )
     full_env.update(env)
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn_conf.py", *args, app],
-            cwd=ROOT,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    server = Server(process, port, log_path)
+    command = ["-m", "gunicorn", "-c", "gunicorn_conf.py", *args, app]
+    server = Server(spawn(command, full_env, log_path), port, log_path)
+    process = server.process
     try:
         if booted:
             wait_booted(server, workers)

@@ -19,15 +19,13 @@ import pytest
 from app.settings import ProbeSettings
 from devtools.pgcluster import PgCluster
 from tests import notes
-from tests.conftest import new_cluster
+from tests.conftest import running, throwaway_cluster
 from tests.server.load import p99, steady_load
 from tests.server.tcp_proxy import TcpProxy
 from tests.support import (
     Server,
     db_env,
     gunicorn,
-    make_settings,
-    migrate,
     wait_for,
     wait_metric,
 )
@@ -56,22 +54,14 @@ FAULT_ENV = {
 
 @pytest.fixture(scope="module")
 def fault_pg() -> Iterator[PgCluster]:
-    cluster = new_cluster()
-    migrate(make_settings(cluster))
-    notes.create_table(cluster)
-    cluster.psql("INSERT INTO test_notes (text) VALUES ('fault-test')", database="app")
-    try:
+    with throwaway_cluster(migrated=True) as cluster:
+        cluster.psql("INSERT INTO test_notes (text) VALUES ('fault-test')", database="app")
         yield cluster
-    finally:
-        cluster.destroy()
-        cluster.base.parent.rmdir()
 
 
 @pytest.fixture
 def pg(fault_pg: PgCluster) -> PgCluster:
-    if not fault_pg.is_running():
-        fault_pg.start()
-    return fault_pg
+    return running(fault_pg)
 
 
 @pytest.fixture

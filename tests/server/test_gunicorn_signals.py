@@ -14,14 +14,12 @@ import pytest
 
 from devtools.pgcluster import PgCluster
 from tests import notes
-from tests.conftest import new_cluster
+from tests.conftest import throwaway_cluster
 from tests.server.load import Load, steady_load
 from tests.support import (
     Server,
     db_env,
     gunicorn,
-    make_settings,
-    migrate,
     port_is_free,
     requests_counted,
     wait_booted,
@@ -238,10 +236,8 @@ def test_reboots_during_a_database_outage_keep_the_service_up(tmp_path: Path) ->
     """Worker reboots (SIGHUP, then `max_requests` recycles) while the database is down must not
     stop the master (a failing lifespan startup would): /health stays 200 and /ready comes back
     with the database."""
-    cluster = new_cluster()
-    env = db_env(cluster) | {"SERVER__MAX_REQUESTS": "40", "SERVER__MAX_REQUESTS_JITTER": "0"}
-    try:
-        migrate(make_settings(cluster))
+    with throwaway_cluster(migrated=True) as cluster:
+        env = db_env(cluster) | {"SERVER__MAX_REQUESTS": "40", "SERVER__MAX_REQUESTS_JITTER": "0"}
         with gunicorn(env, tmp_path / "gunicorn.log", workers=2, app=FAULT_APP) as server:
             wait_for(f"{server.base_url}/ready")
             generation = wait_workers(server, 2)
@@ -270,6 +266,3 @@ def test_reboots_during_a_database_outage_keep_the_service_up(tmp_path: Path) ->
             assert httpx.get(f"{server.base_url}/ready").status_code == 503
             cluster.start()
             wait_for(f"{server.base_url}/ready", timeout=10)
-    finally:
-        cluster.destroy()
-        cluster.base.parent.rmdir()

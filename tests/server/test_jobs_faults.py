@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from devtools.pgcluster import PgCluster
-from tests import jobs, notes
-from tests.conftest import new_cluster
+from tests import jobs
+from tests.conftest import running, throwaway_cluster
 from tests.server.test_jobs_worker import count, enqueue, eventually, wait_logged, worker
-from tests.support import db_env, gunicorn, make_settings, migrate, wait_for
+from tests.support import db_env, gunicorn, wait_for
 
 pytestmark = pytest.mark.slow
 FAULT_APP = "tests.server.fault_app:app"
@@ -27,21 +27,13 @@ FAULT_APP = "tests.server.fault_app:app"
 @pytest.fixture(scope="module")
 def own_pg() -> Iterator[PgCluster]:
     """A cluster of this module's own: it is stopped and started."""
-    cluster = new_cluster()
-    migrate(make_settings(cluster))
-    notes.create_table(cluster)
-    jobs.create_tables(cluster)
-    try:
+    with throwaway_cluster(migrated=True) as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
-        cluster.base.parent.rmdir()
 
 
 @pytest.fixture
 def cluster(own_pg: PgCluster) -> PgCluster:
-    if not own_pg.is_running():
-        own_pg.start()
+    running(own_pg)
     tables = ", ".join((*jobs.QUEUE_TABLES, *jobs.TABLES))
     own_pg.psql(f"TRUNCATE {tables} RESTART IDENTITY", "app")
     return own_pg

@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +26,7 @@ from devtools.ports import free_port
 from tests import jobs
 from tests.docs import documented, typed
 from tests.otlp import otlp_receiver
-from tests.support import ROOT, Server, clean_env, db_env, gunicorn, make_settings, wait_for
+from tests.support import ROOT, Server, clean_env, db_env, gunicorn, make_settings, spawn, wait_for
 
 FAULT_APP = "tests.server.fault_app:app"
 
@@ -57,15 +56,7 @@ def worker(
         WEB_CONCURRENCY="2",
     )
     full_env |= db_env(cluster) | FAST | env
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", module],
-            cwd=ROOT,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    process = spawn(["-m", module], full_env, log_path)
     server = Server(process, port, log_path)
     try:
         wait_for(f"{server.base_url}/health")

@@ -14,9 +14,9 @@ import pytest
 from devtools.pgbouncer import PgBouncer, pgbouncer
 from devtools.pgcluster import PgCluster
 from tests import notes, parts
-from tests.conftest import new_cluster
+from tests.conftest import running, throwaway_cluster
 from tests.server.load import steady_load
-from tests.support import gunicorn, make_settings, migrate, wait_for
+from tests.support import gunicorn, wait_for
 
 pytestmark = pytest.mark.slow
 # The service plus test-only routes: these tests must not depend on the example domain.
@@ -29,25 +29,18 @@ CLIENT_TIMEOUT = 30.0
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PgCluster]:
-    found = new_cluster()
-    migrate(make_settings(found))  # migrations go to PostgreSQL directly, as a Job would
-    notes.create_table(found)
-    # Startup parameters do not pass PgBouncer 1.18: the server-side limit is set per role.
-    found.psql("ALTER ROLE app SET statement_timeout = '4s'")
-    try:
+    # Migrated on PostgreSQL directly, as a release step would.
+    with throwaway_cluster(migrated=True) as found:
+        # Startup parameters do not pass PgBouncer 1.18: the server-side limit is set per role.
+        found.psql("ALTER ROLE app SET statement_timeout = '4s'")
         yield found
-    finally:
-        found.destroy()
-        found.base.parent.rmdir()
 
 
 @pytest.fixture
 def bouncer(cluster: PgCluster) -> Iterator[PgBouncer]:
     parts.command("pgbouncer")
-    if not cluster.is_running():
-        cluster.start()
-    with pgbouncer(cluster) as running:
-        yield running
+    with pgbouncer(running(cluster)) as bouncing:
+        yield bouncing
 
 
 def bouncer_env(bouncer: PgBouncer) -> dict[str, str]:

@@ -12,8 +12,8 @@ import pytest
 from app.settings import DatabaseSettings, ProbeSettings
 from devtools.pgcluster import PgCluster
 from tests import notes
-from tests.conftest import new_cluster
-from tests.support import db_env, gunicorn, make_settings, migrate, wait_for
+from tests.conftest import running, throwaway_cluster
+from tests.support import db_env, gunicorn, wait_for
 
 # The service plus test-only routes: these tests must not depend on the example domain.
 FAULT_APP = "tests.server.fault_app:app"
@@ -25,14 +25,8 @@ READY_CACHE_TTL = ProbeSettings().ready_cache_ttl  # the default, which these se
 @pytest.fixture(scope="module")
 def own_pg() -> Iterator[PgCluster]:
     """A cluster of this module's own, so stopping it does not disturb other tests."""
-    cluster = new_cluster()
-    migrate(make_settings(cluster))
-    notes.create_table(cluster)
-    try:
+    with throwaway_cluster(migrated=True) as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
-        cluster.base.parent.rmdir()
 
 
 def ready_status(base_url: str) -> tuple[int, dict[str, object]]:
@@ -41,8 +35,7 @@ def ready_status(base_url: str) -> tuple[int, dict[str, object]]:
 
 
 def test_health_stays_up_and_ready_follows_the_database(own_pg: PgCluster, tmp_path: Path) -> None:
-    if not own_pg.is_running():
-        own_pg.start()
+    running(own_pg)
     with gunicorn(db_env(own_pg), tmp_path / "gunicorn.log", workers=2, app=FAULT_APP) as server:
         wait_for(f"{server.base_url}/ready", status=200)
 
