@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
@@ -64,22 +65,16 @@ CASES: dict[str, tuple[dict[str, str], str]] = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", list(CASES))
-def test_gunicorn_refuses_to_start_and_names_the_variable(case: str) -> None:
-    env_overrides, variable = CASES[case]
-    # The port is held by this test: had Gunicorn tried to bind it, it would have said
-    # "Connection in use" and retried before giving up.
+def refused_on_a_held_port(arguments: list[str], env: Callable[[int], dict[str, str]]) -> str:
+    """`python <arguments>` with `env(port)` for a loopback port this test holds: its output,
+    once it has exited 2 (invalid configuration)."""
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
-        port = held.getsockname()[1]
-        env = clean_env(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="1")
-        env.update(env_overrides)
         result = subprocess.run(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn_conf.py", "app.main:app"],
+            [sys.executable, *arguments],
             cwd=ROOT,
-            env=env,
+            env=clean_env(HOST="127.0.0.1") | env(held.getsockname()[1]),
             capture_output=True,
             text=True,
             timeout=30,
@@ -87,6 +82,19 @@ def test_gunicorn_refuses_to_start_and_names_the_variable(case: str) -> None:
         )
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
+    return output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_gunicorn_refuses_to_start_and_names_the_variable(case: str) -> None:
+    env_overrides, variable = CASES[case]
+    # Had Gunicorn tried to bind the held port, it would have said "Connection in use" and
+    # retried before giving up.
+    command = ["-m", "gunicorn", "-c", "gunicorn_conf.py", "app.main:app"]
+    output = refused_on_a_held_port(
+        command, lambda port: {"PORT": str(port), "WEB_CONCURRENCY": "1"} | env_overrides
+    )
     assert output.count("Invalid configuration") == 1
     assert f"  - {variable}:" in output
     assert SECRET not in output
@@ -117,22 +125,9 @@ JOB_CASES = {
 @pytest.mark.parametrize("case", list(JOB_CASES))
 def test_the_worker_refuses_to_start_and_names_the_variable(case: str) -> None:
     env_overrides, variable = JOB_CASES[case]
-    with socket.socket() as held:  # had the worker tried to bind it, it would have failed so
-        held.bind(("127.0.0.1", 0))
-        held.listen()
-        port = held.getsockname()[1]
-        env = clean_env(HOST="127.0.0.1", JOBS__PORT=str(port)) | env_overrides
-        result = subprocess.run(
-            [sys.executable, "-m", "app.jobs"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    output = result.stdout + result.stderr
-    assert result.returncode == 2, output
+    output = refused_on_a_held_port(
+        ["-m", "app.jobs"], lambda port: {"JOBS__PORT": str(port)} | env_overrides
+    )
     assert f"  - {variable}:" in output
     assert SECRET not in output
     assert "Traceback" not in output
