@@ -21,8 +21,10 @@ help: ## list the targets
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
+# Compiled at install, as the image does: with PYTHONDONTWRITEBYTECODE set (common in CI and
+# container shells) every process would otherwise compile its imports again (docs/testing.md).
 .venv/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 install: .venv/.synced ## create .venv from uv.lock (exact versions, nothing else)
