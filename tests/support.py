@@ -226,6 +226,18 @@ def wait_logged_boots(
         time.sleep(0.05)
 
 
+def stop(process: subprocess.Popen[str], grace: float) -> None:
+    """TERM, as a process manager stops it (and coverage.py saves what it ran); KILL if it
+    outlives `grace` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def spawn(arguments: Sequence[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[str]:
     """`python <arguments>` from the checkout, its output (stdout and stderr) to `log_path`."""
     with log_path.open("w") as log:
@@ -264,10 +276,4 @@ def gunicorn(
             wait_booted(server, workers)
         yield server
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process, grace=20)

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +25,17 @@ from devtools.ports import free_port
 from tests import jobs
 from tests.docs import documented, typed
 from tests.otlp import otlp_receiver
-from tests.support import ROOT, Server, clean_env, db_env, gunicorn, make_settings, spawn, wait_for
+from tests.support import (
+    ROOT,
+    Server,
+    clean_env,
+    db_env,
+    gunicorn,
+    make_settings,
+    spawn,
+    stop,
+    wait_for,
+)
 
 FAULT_APP = "tests.server.fault_app:app"
 
@@ -63,19 +72,7 @@ def worker(
         wait_logged(server, "worker_connected")
         yield server
     finally:
-        stop_worker(process)
-
-
-def stop_worker(process: subprocess.Popen[str]) -> None:
-    """TERM, as a process manager stops it (and coverage.py saves what it ran); KILL if it
-    outlives its grace."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, grace=15)
 
 
 def wait_logged(server: Server, event: str, count: int = 1, timeout: float = 20) -> None:
