@@ -12,7 +12,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-import app.domains  # noqa: F401 - imports every domain's models onto Base.metadata
+import app.domains
+import app.idempotency.models  # noqa: F401 - the stored answers' table
 from app.db.base import Base
 from app.db.engine import connect_args
 from app.settings import Settings, load_settings

@@ -12,7 +12,8 @@ import httpx
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-import app.domains  # noqa: F401 - every domain's tables on Base.metadata, for the cleanup
+import app.domains
+import app.idempotency.models  # noqa: F401 - and the stored answers'
 from app.db.base import Base
 from app.settings import Settings
 from devtools.pgcluster import PgCluster
