@@ -8,6 +8,7 @@ from app.auth.dependency import requires
 from app.db.base import BIGINT_MAX
 from app.db.session import DbSession
 from app.errors import PROBLEM_JSON
+from app.idempotency.dependency import Idempotent, IdempotentRoute
 from app.items.repository import ItemRepository
 from app.items.schemas import (
     PAGE_SIZE_DEFAULT,
@@ -44,6 +45,7 @@ router = APIRouter(
     # template from the route object, which knows only its own router's prefix.
     prefix="/api/v1/items",
     tags=["items"],
+    route_class=IdempotentRoute,
     responses={422: _problem | {"description": "Invalid input"}},
 )
 # With AUTH__MODE=oidc a token with these scopes (app/auth/dependency.py); none needed otherwise.
@@ -54,7 +56,7 @@ _taken: Responses = {409: _problem | {"description": "Name already taken"}}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=_taken, dependencies=WRITE)
-async def create_item(data: ItemCreate, items: Items) -> ItemPublic:
+async def create_item(data: ItemCreate, items: Items, _: Idempotent) -> ItemPublic:
     return await items.create(data)
 
 
