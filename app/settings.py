@@ -323,6 +323,16 @@ class LogSettings(_Group):
     probe_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
 
 
+class IdempotencySettings(_Group):
+    """Stored answers of requests made with an `Idempotency-Key` (`IDEMPOTENCY__*`;
+    docs/adr/0012-idempotency-keys.md)."""
+
+    # How long a key's answer is replayed; then a retry with it runs as a new request.
+    keep_hours: Annotated[int, Field(ge=1, le=24 * 30)] = 24
+    # The largest answer body kept: a larger answer fails its request (500) and writes nothing.
+    max_answer_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 65_536
+
+
 # jobs-only
 class JobsSettings(_Group):
     """The background-job worker (`JOBS__*`; docs/jobs.md)."""
@@ -441,6 +451,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
     auth: AuthSettings = AuthSettings()
+    idempotency: IdempotencySettings = IdempotencySettings()
     jobs: JobsSettings = JobsSettings()  # jobs-only
 
     # Tracing, by OpenTelemetry's standard variables (docs/tracing.md). On when an OTLP endpoint

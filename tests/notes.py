@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, status
+from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from pydantic import BaseModel
 from sqlalchemy import String, select
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.auth.dependency import requires
 from app.db.session import DbSession
+from app.idempotency.dependency import IdempotentRequired, IdempotentRoute
 from devtools.pgcluster import APP_USER, PgCluster
 
 PREFIX = "/_test/notes"
@@ -46,7 +47,7 @@ def create_table(cluster: PgCluster, database: str = "app") -> None:
     )
 
 
-router = APIRouter(prefix=PREFIX)
+router = APIRouter(prefix=PREFIX, route_class=IdempotentRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[requires("notes:write")])
@@ -58,6 +59,20 @@ async def create_note(text: Annotated[str, Body(embed=True)], session: DbSession
     except IntegrityError:
         raise HTTPException(status.HTTP_409_CONFLICT, "A note with this text exists.") from None
     return NotePublic(id=note.id, text=note.text)
+
+
+@router.post("/keyed", status_code=status.HTTP_201_CREATED, dependencies=[requires("notes:write")])
+async def create_note_with_a_key(
+    text: Annotated[str, Body(embed=True)],
+    session: DbSession,
+    response: Response,
+    _: IdempotentRequired,
+    padding: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> dict[str, str | int]:
+    """A note, under a required `Idempotency-Key`; `padding` makes the answer that much longer."""
+    note = await create_note(text, session)
+    response.headers["Location"] = f"{PREFIX}/{note.id}"
+    return {"id": note.id, "text": note.text, "padding": "x" * padding}
 
 
 @router.get("", dependencies=[requires("notes:read")])

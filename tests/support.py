@@ -24,6 +24,7 @@ from alembic import command
 from alembic.config import Config
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.settings import Settings
 from devtools.pgcluster import PgCluster
@@ -139,11 +140,24 @@ def unmeasured(env: dict[str, str]) -> dict[str, str]:
     return {key: value for key, value in env.items() if key != COVERAGE}
 
 
+def state_per_request(app: ASGIApp) -> ASGIApp:
+    """`app` getting a copy of the lifespan state per request, as the ASGI spec asks of servers
+    and Uvicorn does; asgi-lifespan hands every request the one shared dict, where a value one
+    request puts in `request.state` would reach the next."""
+
+    async def copying(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan" and "state" in scope:
+            scope = {**scope, "state": dict(scope["state"])}
+        await app(scope, receive, send)
+
+    return copying
+
+
 @asynccontextmanager
 async def asgi_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """The whole app in-process, lifespan included (httpx's transport alone skips it)."""
     async with (
-        LifespanManager(app) as manager,
+        LifespanManager(state_per_request(app)) as manager,
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
         ) as client,

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.idempotency.models import IdempotencyRecord
@@ -73,3 +75,10 @@ async def save(
     await session.execute(
         statement.on_conflict_do_update(index_elements=["scope", "key"], set_=replace)
     )
+
+
+async def prune_expired(session: AsyncSession) -> int:
+    """Deletes the expired records (index on `expires_at`); how many there were."""
+    expired = delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= func.now())
+    deleted: CursorResult[Any] = await session.execute(expired)  # type: ignore[assignment]
+    return deleted.rowcount

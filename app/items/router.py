@@ -55,9 +55,15 @@ _missing: Responses = {404: _problem | {"description": "No such item"}}
 _taken: Responses = {409: _problem | {"description": "Name already taken"}}
 
 
+# `_: Idempotent`: a retry with the same Idempotency-Key gets this answer again instead of a
+# second item (app/idempotency/dependency.py); last, so authentication is checked first.
 @router.post("", status_code=status.HTTP_201_CREATED, responses=_taken, dependencies=WRITE)
-async def create_item(data: ItemCreate, items: Items, _: Idempotent) -> ItemPublic:
-    return await items.create(data)
+async def create_item(
+    data: ItemCreate, items: Items, response: Response, _: Idempotent
+) -> ItemPublic:
+    created = await items.create(data)
+    response.headers["Location"] = f"{router.prefix}/{created.id}"
+    return created
 
 
 @router.get("", dependencies=READ)

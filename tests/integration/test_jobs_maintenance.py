@@ -1,5 +1,5 @@
 """The queue's housekeeping against the real database: history older than the retention goes,
-newer stays."""
+newer stays; expired idempotency keys go too."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.engine import build_engine
 from app.db.session import write_sessions
-from app.jobs.maintenance import prune_history
+from app.jobs.maintenance import maintenance_schedules, prune_history
 from app.settings import Settings
 from devtools.pgcluster import PgCluster
 
@@ -46,3 +46,19 @@ async def test_history_past_the_retention_is_deleted_and_the_rest_kept(
         await prune_history(session, days=7)
     assert history(migrated, "pgqueuer_log") == ["recent"]
     assert history(migrated, "pgqueuer_statistics") == ["recent"]
+
+
+async def test_the_workers_delete_expired_idempotency_keys_hourly(
+    sessions: async_sessionmaker[AsyncSession], migrated: PgCluster, settings: Settings
+) -> None:
+    [expire] = [s for s in maintenance_schedules(settings.jobs) if s.name.startswith("idem")]
+    assert expire.cron == "17 * * * *"
+    migrated.psql(
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, status, headers, body, expires_at)"
+        " VALUES ('anonymous', 'expired', '', 201, '{}', '', now() - interval '1 second'),"
+        " ('anonymous', 'kept', '', 201, '{}', '', now() + interval '1 hour')",
+        "app",
+    )
+    async with sessions() as session, session.begin():
+        await expire.run(session)
+    assert migrated.psql("SELECT key FROM idempotency_keys", "app").split() == ["kept"]

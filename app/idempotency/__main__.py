@@ -1,0 +1,14 @@
+"""`python -m app.idempotency prune`: deletes the expired keys (IDEMPOTENCY__KEEP_HOURS).
+
+The job worker does this hourly; a service without it runs this command from cron or a
+Kubernetes CronJob. Settings are read and checked first: a bad one exits with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from app.idempotency.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
