@@ -46,8 +46,10 @@ EXAMPLE = (
     "migrations/versions/20261205_0003_publish_items.py",  # uses the job queue too
     "tests/integration/test_items.py",
 )
-# The job queue's migration follows the example's; without the example it is the first.
 JOB_QUEUE_MIGRATION = "migrations/versions/20261205_0002_job_queue.py"
+MIGRATIONS = "migrations/versions"
+DOWN_REVISION = re.compile(r'^down_revision: str \| None = .*$', re.MULTILINE)
+REVISES = re.compile(r"^Revises:.*$", re.MULTILINE)
 
 
 def remove_paths(project: Path, paths: tuple[str, ...]) -> None:
@@ -61,16 +63,8 @@ def remove_paths(project: Path, paths: tuple[str, ...]) -> None:
 
 def remove_example(project: Path) -> None:
     remove_paths(project, EXAMPLE)
-    queue_migration = project / JOB_QUEUE_MIGRATION
-    if queue_migration.exists():
-        text = re.sub(
-            r'down_revision: str \| None = "0001".*',
-            "down_revision: str | None = None",
-            queue_migration.read_text(),
-        )
-        queue_migration.write_text(text.replace("Revises: 0001", "Revises:"))
     # Git keeps no empty folder, and Alembic needs this one.
-    (project / "migrations" / "versions" / ".gitkeep").touch()
+    (project / MIGRATIONS / ".gitkeep").touch()
     registry = project / "app" / "domains.py"
     text = re.sub(r"(from app\.items import .*\n)+", "", registry.read_text())
     text = one_blank_after_imports(text)
@@ -266,6 +260,22 @@ def rename(project: Path, old: str, new: str) -> None:
         path.rename(path.with_name(path.name.replace(old, new)))
 
 
+def relink_migrations(project: Path) -> None:
+    """Each remaining migration revises the one before it (by file name, which starts with the
+    date and the revision), whichever of the example's and the jobs' were removed."""
+    previous = None
+    for path in sorted((project / MIGRATIONS).glob("*.py")):
+        text = path.read_text()
+        revision = re.search(r'^revision: str = "(\w+)"', text, re.MULTILINE)
+        if revision is None:
+            continue
+        down = "None" if previous is None else f'"{previous}"'
+        text = DOWN_REVISION.sub(f"down_revision: str | None = {down}", text, count=1)
+        text = REVISES.sub(f"Revises: {previous or ''}".rstrip(), text, count=1)
+        path.write_text(text)
+        previous = revision.group(1)
+
+
 def main() -> None:
     project = Path.cwd()
     clean(project)
@@ -273,6 +283,7 @@ def main() -> None:
         remove_example(project)
     if ANSWERS["include_jobs"] == "no":
         remove_jobs(project)
+    relink_migrations(project)
     reference = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["service"]
     rules, lock_rules = replacements(reference, ANSWERS)
     rewrite(project, rules, lock_rules)

@@ -273,10 +273,16 @@ def test_a_service_without_the_example_has_no_trace_of_it(tmp_path: Path) -> Non
     project = tmp_path / "payments"
     assert not (project / "app" / "items").exists()
     assert not (project / "tests" / "integration" / "test_items.py").exists()
-    # The job queue's migration (jobs are on by default) is then the first one.
-    (queue,) = (project / "migrations" / "versions").glob("*.py")
-    assert queue.name == "20261205_0002_job_queue.py"
+    # The job queue's migration (jobs are on by default) is then the first one, and the
+    # idempotency keys' revises it.
+    queue, keys = sorted((project / "migrations" / "versions").glob("*.py"))
+    assert (queue.name, keys.name) == (
+        "20261205_0002_job_queue.py",
+        "20261205_0004_idempotency_keys.py",
+    )
     assert "down_revision: str | None = None\n" in queue.read_text()
+    assert 'down_revision: str | None = "0002"\n' in keys.read_text()
+    assert "Revises: 0002\n" in keys.read_text()
     assert example_traces(project) == []
     assert "/api/v1/items" not in (project / "README.md").read_text()
     assert "/api/v1/items" not in (project / "docs" / "tracing.md").read_text()
