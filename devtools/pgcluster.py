@@ -21,6 +21,8 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -295,6 +297,47 @@ class PgCluster:
             "-c",
             sql,
         )
+
+    @contextmanager
+    def holding(self, sql: str, database: str = "postgres") -> Iterator[None]:
+        """`sql` run in a transaction that stays open until the block ends (a test holding a
+        lock while the service works), then rolled back."""
+        session = subprocess.Popen(
+            [
+                *run_as(),
+                str(self.bindir / "psql"),
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=self.base,
+        )
+        stdin, stdout = session.stdin, session.stdout
+        if stdin is None or stdout is None:  # pragma: no cover - both are pipes above
+            raise RuntimeError("psql has no pipes")
+        stdin.write(f"BEGIN;\n{sql};\n\\echo held\n")
+        stdin.flush()
+        try:
+            for line in stdout:  # command tags, then ours
+                if line.strip() == "held":
+                    break
+            else:
+                raise RuntimeError(f"psql did not run {sql!r}")
+            yield
+        finally:
+            session.communicate("ROLLBACK;\n", timeout=30)
 
     def create_database(self, name: str) -> None:
         self.psql(f'CREATE DATABASE "{name}" OWNER {APP_USER}')

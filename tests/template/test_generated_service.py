@@ -181,8 +181,14 @@ def boot_and_order(project: Path, pg: PgCluster) -> None:
         base = f"http://127.0.0.1:{port}"
         wait_for(f"{base}/ready", timeout=30)
         assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "My Billing API"
-        created = httpx.post(f"{base}/api/v1/orders", json={"reference": "R-1", "quantity": 2})
+        order, key = {"reference": "R-1", "quantity": 2}, {"Idempotency-Key": '"order-r-1"'}
+        created = httpx.post(f"{base}/api/v1/orders", json=order, headers=key)
         assert created.status_code == 201, created.text
+        retried = httpx.post(f"{base}/api/v1/orders", json=order, headers=key)
+        assert (retried.content, retried.headers["idempotent-replayed"]) == (
+            created.content,
+            "true",
+        )
         assert httpx.get(f"{base}/api/v1/orders/{created.json()['id']}").json()["quantity"] == 2
     finally:
         server.terminate()
