@@ -107,6 +107,7 @@ clean: ## remove the environment and the local database
 
 bench: install ## requests/s and latency of this service's endpoints under Gunicorn (needs wrk)
 	$(RUN) python -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
+	$(RUN) python -m bench.idempotency $(if $(QUICK),--quick) $(BENCH_ARGS)
 	$(RUN) python -m bench.jobs $(if $(QUICK),--quick) $(BENCH_ARGS)  # jobs-only
 
 bench-quick: ## every benchmark once, briefly: shows that each runs (no figures)

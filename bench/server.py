@@ -19,7 +19,17 @@ from devtools.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # The service's own variables: none of the caller's may change what is measured.
-OWN_PREFIXES = ("APP_", "DB__", "HTTP__", "LOG__", "SERVER__", "PROBES__", "OTEL_", "AUTH__")
+OWN_PREFIXES = (
+    "APP_",
+    "DB__",
+    "HTTP__",
+    "LOG__",
+    "SERVER__",
+    "PROBES__",
+    "OTEL_",
+    "AUTH__",
+    "IDEMPOTENCY__",
+)
 
 
 def bench_env(cluster: PgCluster) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,7 @@ def wrk(
     master: int | None = None,
     headers: dict[str, str] | None = None,
     script: Path | None = None,
+    script_args: Sequence[str] = (),
     close: bool = False,
 ) -> Sample:
     """One wrk run against `url`; with `master`, the server's CPU per request too."""
@@ -84,7 +86,8 @@ def wrk(
     if script:
         command += ["--script", str(script)]
     before = cpu_seconds(master) if master else 0.0
-    result = subprocess.run([*command, url], capture_output=True, text=True, check=True)
+    arguments = ["--", *script_args] if script_args else []
+    result = subprocess.run([*command, url, *arguments], capture_output=True, text=True, check=True)
     sample = parse_wrk(result.stdout)
     if master and sample.requests:
         sample.cpu_us_per_request = (cpu_seconds(master) - before) / sample.requests * 1e6

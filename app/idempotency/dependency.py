@@ -26,7 +26,7 @@ from app.auth.tokens import Principal
 from app.db.session import DbSession
 from app.errors import PROBLEM_JSON, AppError
 from app.idempotency.keys import KEY_PATTERN, InvalidKey, fingerprint, parse_key
-from app.idempotency.store import Answer, claim, find, save
+from app.idempotency.store import Answer, KeyInUse, claim, save
 from app.settings import IdempotencySettings
 from app.state import resources
 
@@ -131,12 +131,14 @@ class IdempotencyKey:
             raise InvalidIdempotencyKey(str(exc)) from None
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         request_print = fingerprint(request.method, target, await request.body())
-        if not await claim(session, caller.subject, key):
-            raise IdempotencyKeyInUse
-        if (found := await find(session, caller.subject, key)) is not None:
-            if found.fingerprint != request_print:
+        try:
+            stored = await claim(session, caller.subject, key)
+        except KeyInUse:
+            raise IdempotencyKeyInUse from None
+        if stored is not None:
+            if stored.fingerprint != request_print:
                 raise IdempotencyKeyReused
-            raise _Replay(Answer(found.status, found.headers, found.body))
+            raise _Replay(stored.answer)
         settings = resources(request).settings.idempotency
         claimed = _Claimed(session, caller.subject, key, request_print, settings)
         setattr(request.state, _STATE_KEY, claimed)

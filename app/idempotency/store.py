@@ -1,9 +1,10 @@
 """Claiming a key and keeping its answer, on the request's own session and transaction.
 
-`claim` takes a transaction-level advisory lock on (scope, key): it is released when the
-transaction ends however it ends (commit, rollback, a killed worker's dropped connection), so a
-key is never left stuck. Holding it, `find` tells a finished request (a committed row) from a
-new one, and `save` writes the answer, committed together with the request's writes.
+`claim` is one round trip to `idempotency_claim()` (created by the migration): it returns the
+answer of a finished request with the key, or takes a transaction-level advisory lock on
+(scope, key). The lock is released when the transaction ends however it ends (commit, rollback,
+a killed worker's dropped connection), so a key is never left stuck. Holding it, the request
+runs and `save` writes its answer, committed together with the request's writes.
 """
 
 from __future__ import annotations
@@ -12,20 +13,39 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Interval, bindparam, delete, func, text
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.idempotency.models import IdempotencyRecord
 
-# One 64-bit lock id per (scope, key); the scope's length first, so no two pairs give the same
-# text before hashing.
-_TRY_LOCK = text(
-    "SELECT pg_try_advisory_xact_lock(hashtextextended("
-    "format('%s:%s%s', length(CAST(:scope AS text)), CAST(:scope AS text), CAST(:key AS text)),"
-    " 0))"
+_CLAIM = text(
+    "SELECT claimed, fingerprint, status, headers, body FROM idempotency_claim(:scope, :key)"
+).columns(headers=JSONB)
+
+_insert = insert(IdempotencyRecord).values(
+    scope=bindparam("scope"),
+    key=bindparam("key"),
+    fingerprint=bindparam("fingerprint"),
+    status=bindparam("status"),
+    headers=bindparam("headers", type_=JSONB),
+    body=bindparam("body"),
+    created_at=func.now(),
+    expires_at=func.now() + bindparam("keep", type_=Interval),
 )
+# Built once: a statement made per call is compiled per call.
+_SAVE = _insert.on_conflict_do_update(
+    index_elements=["scope", "key"],
+    set_={
+        name: _insert.excluded[name]
+        for name in ("fingerprint", "status", "headers", "body", "created_at", "expires_at")
+    },
+)
+
+
+class KeyInUse(Exception):
+    """Another transaction holds the key: its request is still running."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,19 +55,23 @@ class Answer:
     body: bytes
 
 
-async def claim(session: AsyncSession, scope: str, key: str) -> bool:
-    """False while another transaction holds the key (its request is still running)."""
-    return bool(await session.scalar(_TRY_LOCK, {"scope": scope, "key": key}))
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """The answer a finished request with the key committed, and what that request was."""
+
+    fingerprint: bytes
+    answer: Answer
 
 
-async def find(session: AsyncSession, scope: str, key: str) -> IdempotencyRecord | None:
-    """The unexpired record of a finished request with this key, if any."""
-    query = select(IdempotencyRecord).where(
-        IdempotencyRecord.scope == scope,
-        IdempotencyRecord.key == key,
-        IdempotencyRecord.expires_at > func.now(),
-    )
-    return await session.scalar(query)
+async def claim(session: AsyncSession, scope: str, key: str) -> Stored | None:
+    """The stored answer of a finished request with this key; else None, the key now held by
+    this transaction. Raises `KeyInUse` while another transaction holds it."""
+    row = (await session.execute(_CLAIM, {"scope": scope, "key": key})).one()
+    if not row.claimed:
+        raise KeyInUse
+    if row.fingerprint is None:
+        return None
+    return Stored(row.fingerprint, Answer(row.status, row.headers, row.body))
 
 
 async def save(
@@ -67,14 +91,9 @@ async def save(
         "status": answer.status,
         "headers": answer.headers,
         "body": answer.body,
-        "created_at": func.now(),
-        "expires_at": func.now() + keep,
+        "keep": keep,
     }
-    statement = insert(IdempotencyRecord).values(values)
-    replace = {name: statement.excluded[name] for name in values if name not in ("scope", "key")}
-    await session.execute(
-        statement.on_conflict_do_update(index_elements=["scope", "key"], set_=replace)
-    )
+    await session.execute(_SAVE, values)
 
 
 async def prune_expired(session: AsyncSession) -> int:

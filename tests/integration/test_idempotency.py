@@ -109,7 +109,7 @@ async def test_a_key_in_use_is_409_with_retry_after_and_a_type_of_its_own(
     client: httpx.AsyncClient, migrated: PgCluster, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     async with sessions() as other_request, other_request.begin():
-        assert await claim(other_request, "anonymous", "busy-1")  # still running
+        assert await claim(other_request, "anonymous", "busy-1") is None  # still running
         busy = await client.post(KEYED, json={"text": "jar"}, headers=key("busy-1"))
     assert busy.status_code == 409
     assert busy.headers["retry-after"] == "1"
@@ -184,7 +184,7 @@ async def test_keys_belong_to_the_caller_and_authentication_comes_first(
     async with service(oidc_settings(migrated, provider)) as client:
         await keys_fetched(client, alice)
         async with sessions() as running, running.begin():
-            assert await claim(running, "alice", "shared")  # alice's request is running
+            assert await claim(running, "alice", "shared") is None  # alice's request runs
             assert await post(None, "a") == 401
             assert await post(reader, "a") == 403  # alice's token without the write scope
             assert await post(alice, "a") == 409

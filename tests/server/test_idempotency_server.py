@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import httpx
 import pytest
 
-from devtools.pgcluster import APP_USER, PgCluster
+from devtools.pgcluster import PgCluster
 from tests.conftest import empty_tables, running
 from tests.server.test_database_faults import FAULT_APP
 from tests.server.test_gunicorn_signals import wait_workers
@@ -132,11 +132,11 @@ def failing_commit(db: PgCluster) -> Iterator[Callable[[], None]]:
     """Every COMMIT that wrote a note fails (a deferred constraint trigger), until the test
     calls what this yields."""
     db.psql(
-        f"""
+        """
         CREATE TABLE test_commit_fails (reason text);
         INSERT INTO test_commit_fails VALUES ('disk full');
-        GRANT SELECT ON test_commit_fails TO {APP_USER};
-        CREATE FUNCTION test_commit_fails() RETURNS trigger LANGUAGE plpgsql AS $$
+        CREATE FUNCTION test_commit_fails() RETURNS trigger LANGUAGE plpgsql
+          SECURITY DEFINER AS $$
         BEGIN
           IF EXISTS (SELECT 1 FROM test_commit_fails) THEN RAISE EXCEPTION 'refused at commit';
           END IF;
