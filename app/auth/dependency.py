@@ -23,6 +23,7 @@ from app.auth.tokens import InvalidToken, KeysUnavailable, Principal, TokenRules
 from app.errors import AppError, ServiceUnavailable
 
 STATE_KEY = "authenticator"
+_CALLER_KEY = "caller"
 ANYONE = Principal(subject="anonymous", client_id=None, scopes=frozenset())
 
 log = structlog.get_logger("app.auth")
@@ -96,7 +97,15 @@ async def principal(
     if missing:
         log.info("token_lacks_scope", missing=missing)
         raise Forbidden(security_scopes.scopes)
+    setattr(request.state, _CALLER_KEY, caller)
     return caller
+
+
+def caller_of(request: Request) -> Principal:
+    """Who the route's `requires(...)` let in; ANYONE where it lets everyone in (AUTH__MODE=none,
+    or a public route). Route dependencies run before the route's own parameters."""
+    found: Principal = getattr(request.state, _CALLER_KEY, ANYONE)
+    return found
 
 
 def requires(*scopes: str) -> Any:

@@ -21,8 +21,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.dependency import principal
-from app.auth.tokens import Principal
+from app.auth.dependency import caller_of
 from app.db.session import DbSession
 from app.errors import PROBLEM_JSON, AppError
 from app.idempotency.keys import KEY_PATTERN, InvalidKey, fingerprint, parse_key
@@ -109,7 +108,6 @@ class IdempotencyKey:
         self,
         request: Request,
         session: DbSession,
-        caller: Annotated[Principal, Depends(principal)],
         header: Annotated[
             str | None,
             Header(
@@ -129,10 +127,12 @@ class IdempotencyKey:
             key = parse_key(header)
         except InvalidKey as exc:
             raise InvalidIdempotencyKey(str(exc)) from None
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        scope = caller_of(request).subject
+        path, query = request.scope["path"], request.scope["query_string"].decode("latin-1")
+        target = f"{path}?{query}" if query else path
         request_print = fingerprint(request.method, target, await request.body())
         try:
-            stored = await claim(session, caller.subject, key)
+            stored = await claim(session, scope, key)
         except KeyInUse:
             raise IdempotencyKeyInUse from None
         if stored is not None:
@@ -140,7 +140,7 @@ class IdempotencyKey:
                 raise IdempotencyKeyReused
             raise _Replay(stored.answer)
         settings = resources(request).settings.idempotency
-        claimed = _Claimed(session, caller.subject, key, request_print, settings)
+        claimed = _Claimed(session, scope, key, request_print, settings)
         setattr(request.state, _STATE_KEY, claimed)
 
 
