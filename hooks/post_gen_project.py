@@ -48,7 +48,7 @@ EXAMPLE = (
 )
 JOB_QUEUE_MIGRATION = "migrations/versions/20261205_0002_job_queue.py"
 MIGRATIONS = "migrations/versions"
-DOWN_REVISION = re.compile(r'^down_revision: str \| None = .*$', re.MULTILINE)
+DOWN_REVISION = re.compile(r"^down_revision: str \| None = .*$", re.MULTILINE)
 REVISES = re.compile(r"^Revises:.*$", re.MULTILINE)
 
 
