@@ -27,11 +27,11 @@ from devtools.pgcluster import PgCluster
 CONNECTIONS = 64
 SCRIPT = Path(__file__).with_name("keyed_post.lua")
 MODES = ("none", "new", "replay")
-# (what it is, path, what the body names)
+# (what it is, path, body: "named" carries a name, "nothing" is `{}`)
 WRITES = [
     ("one row", "/bench/keyed-writes", "nothing"),
     # example-only
-    ("an item, as the example creates one", "/api/v1/items", "item"),
+    ("an item, as the example creates one", "/api/v1/items", "named"),
     # /example-only
 ]
 
@@ -54,7 +54,7 @@ def answer_the_replayed_keys(base_url: str) -> None:
     for _, path, body in WRITES:
         key = f"replay-{body}"
         # Byte for byte what keyed_post.lua sends: the body is part of the request's fingerprint.
-        data = f'{{"name": "bench {key}"}}' if body == "item" else "{}"
+        data = f'{{"name": "bench {key}"}}' if body == "named" else "{}"
         headers = {"Idempotency-Key": f'"{key}"', "Content-Type": "application/json"}
         httpx.post(base_url + path, content=data, headers=headers).raise_for_status()
 

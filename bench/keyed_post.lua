@@ -1,11 +1,11 @@
 -- wrk: the POSTs of bench/idempotency.py. Arguments: the mode (none: no key; new: a new key
--- each request; replay: one key, already answered), a prefix unique to the run, and "item" when
--- the body names an item (a new name each request, but one name for the replays).
-local mode, prefix, item
+-- each request; replay: one key, already answered), a prefix unique to the run, and "named"
+-- when the body carries a name (a new one each request, but one name for the replays).
+local mode, prefix, named
 local counter = 0
 
 function init(args)
-  mode, prefix, item = args[1], args[2], args[3] == "item"
+  mode, prefix, named = args[1], args[2], args[3] == "named"
 end
 
 function request()
@@ -19,7 +19,7 @@ function request()
     headers["Idempotency-Key"] = '"' .. id .. '"'
   end
   local body = "{}"
-  if item then
+  if named then
     body = '{"name": "bench ' .. id .. '"}'
   end
   return wrk.format("POST", nil, headers, body)
