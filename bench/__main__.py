@@ -12,19 +12,15 @@ What is measured: bench/endpoints.py, where a domain adds its reads.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
-import tempfile
-from pathlib import Path
 
 import httpx
 
 from bench.endpoints import ENDPOINTS, SEED
-from bench.server import bench_env, gunicorn_command, migrate, serving
+from bench.server import bench_env, gunicorn_command, options, serving, throwaway_database
 from bench.table import ALIGN, HEADER, cells, failed, verdict
 from bench.wrk import Sample, wrk
-from devtools.pgcluster import PgCluster
 
 CONNECTIONS = 64
 
@@ -53,31 +49,21 @@ def table(samples: dict[str, list[Sample]]) -> tuple[list[str], bool]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=4)
-    parser.add_argument("--quick", action="store_true", help="one short round: shows it runs")
-    args = parser.parse_args()
+    args = options(__doc__.splitlines()[0])
     count, seconds, warm_up = (1, 1, 1) if args.quick else (args.rounds, args.seconds, 2)
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             print(f"`{tool}` is missing: apt-get install wrk util-linux", file=sys.stderr)
             return 2
-    work = Path(tempfile.mkdtemp(prefix="service-bench-"))
-    work.chmod(0o755)  # PostgreSQL runs as another user when this runs as root
-    cluster = PgCluster.create(work / "pg")
-    try:
-        env = bench_env(cluster)
-        migrate(env)
-        with serving(gunicorn_command(), env, work / "gunicorn.log") as server:
-            for path, body in SEED:
-                httpx.post(server.url + path, json=body).raise_for_status()
-            for _, path in ENDPOINTS:  # pools filled, first-request costs paid
-                wrk(server.url + path, seconds=warm_up, connections=CONNECTIONS)
-            samples = rounds(server.url, server.process.pid, count, seconds)
-    finally:
-        cluster.destroy()
-        shutil.rmtree(work, ignore_errors=True)
+    with (
+        throwaway_database("endpoints") as (cluster, work),
+        serving(gunicorn_command(), bench_env(cluster), work / "gunicorn.log") as server,
+    ):
+        for path, body in SEED:
+            httpx.post(server.url + path, json=body).raise_for_status()
+        for _, path in ENDPOINTS:  # pools filled, first-request costs paid
+            wrk(server.url + path, seconds=warm_up, connections=CONNECTIONS)
+        samples = rounds(server.url, server.process.pid, count, seconds)
     lines, failed = table(samples)
     print(
         f"\nwrk -t1 -c{CONNECTIONS}, {count} interleaved rounds of {seconds} s, 2 Gunicorn "

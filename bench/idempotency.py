@@ -8,21 +8,17 @@ without a key, in the same round.
 
 from __future__ import annotations
 
-import argparse
-import shutil
 import statistics
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
 import httpx
 
 from bench.idempotency_app import TABLES
-from bench.server import bench_env, gunicorn_command, migrate, serving
+from bench.server import bench_env, gunicorn_command, options, serving, throwaway_database
 from bench.table import ALIGN, HEADER, cells, failed, verdict
 from bench.wrk import Sample, wrk
-from devtools.pgcluster import PgCluster
 
 CONNECTIONS = 64
 SCRIPT = Path(__file__).with_name("keyed_post.lua")
@@ -93,23 +89,10 @@ def costs(env: dict[str, str], log: Path, count: int, seconds: float) -> tuple[l
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=4)
-    parser.add_argument("--quick", action="store_true", help="one short round: shows it runs")
-    args = parser.parse_args()
+    args = options(__doc__.splitlines()[0])
     count, seconds = (1, 1) if args.quick else (args.rounds, args.seconds)
-    work = Path(tempfile.mkdtemp(prefix="service-bench-keys-"))
-    work.chmod(0o755)  # PostgreSQL runs as another user when this runs as root
-    cluster = PgCluster.create(work / "pg")
-    try:
-        env = bench_env(cluster)
-        migrate(env)
-        cluster.psql(TABLES, "app")
-        table, failures = costs(env, work / "gunicorn.log", count, seconds)
-    finally:
-        cluster.destroy()
-        shutil.rmtree(work, ignore_errors=True)
+    with throwaway_database("keys", TABLES) as (cluster, work):
+        table, failures = costs(bench_env(cluster), work / "gunicorn.log", count, seconds)
     print(
         f"\nIdempotency keys: wrk -t1 -c{CONNECTIONS}, {count} interleaved rounds of {seconds} s, "
         "2 Gunicorn workers (server on CPU 1, wrk on CPU 0); medians over the rounds\n"

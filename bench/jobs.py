@@ -12,12 +12,9 @@ two worker processes run, and how soon an idle worker starts a job after its com
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -32,7 +29,16 @@ from app.jobs.definitions import Job
 from app.jobs.queue import JobQueue
 from app.settings import load_settings
 from bench.jobs_app import NOOP, STAMP, TABLES, Empty, Stamp
-from bench.server import bench_env, gunicorn_command, launch, migrate, serving, stop, wait_up
+from bench.server import (
+    bench_env,
+    gunicorn_command,
+    launch,
+    options,
+    serving,
+    stop,
+    throwaway_database,
+    wait_up,
+)
 from bench.table import ALIGN, HEADER, cells, failed, verdict
 from bench.wrk import Sample, wrk
 from devtools.pgcluster import PgCluster
@@ -160,29 +166,17 @@ def started_of(number: int) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=4)
-    parser.add_argument("--quick", action="store_true", help="one short round: shows it runs")
-    args = parser.parse_args()
+    args = options(__doc__.splitlines()[0])
     count, seconds, jobs, stamps = (
         (1, 1, 100, 10) if args.quick else (args.rounds, args.seconds, 2000, 200)
     )
-    work = Path(tempfile.mkdtemp(prefix="service-bench-jobs-"))
-    work.chmod(0o755)  # PostgreSQL runs as another user when this runs as root
-    cluster = PgCluster.create(work / "pg")
-    try:
+    with throwaway_database("jobs", TABLES) as (cluster, work):
         env = bench_env(cluster)
-        migrate(env)
-        cluster.psql(TABLES, "app")
         cost, failures = enqueue_cost(env, work / "gunicorn.log", count, seconds)
         # The writes' jobs are not the throughput rounds' to drain (the first round counted them).
         cluster.psql("TRUNCATE pgqueuer", "app")
         rates = throughput(env, cluster, work / "worker.log", count, jobs)
         waits = latency(env, cluster, work / "worker.log", stamps)
-    finally:
-        cluster.destroy()
-        shutil.rmtree(work, ignore_errors=True)
     print(
         f"\nBackground jobs: wrk -t1 -c{CONNECTIONS}, {count} interleaved rounds of {seconds} s, "
         "2 Gunicorn workers (server on CPU 1, wrk on CPU 0); medians over the rounds\n"

@@ -3,9 +3,12 @@ production settings, against a throwaway PostgreSQL (TLS on) migrated to head.""
 
 from __future__ import annotations
 
+import argparse
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -46,6 +49,32 @@ def bench_env(cluster: PgCluster) -> dict[str, str]:
         # Steady state: no worker recycling in the middle of a round.
         "SERVER__MAX_REQUESTS": "0",
     }
+
+
+def options(description: str) -> argparse.Namespace:
+    """What every benchmark takes: --rounds, --seconds, --quick."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="one short round: shows it runs")
+    return parser.parse_args()
+
+
+@contextmanager
+def throwaway_database(name: str, tables: str = "") -> Iterator[tuple[PgCluster, Path]]:
+    """A PostgreSQL of the benchmark's own (TLS on), migrated to head, with the benchmark's own
+    `tables`, and a work directory; both removed afterwards."""
+    work = Path(tempfile.mkdtemp(prefix=f"service-bench-{name}-"))
+    work.chmod(0o755)  # PostgreSQL runs as another user when this runs as root
+    cluster = PgCluster.create(work / "pg")
+    try:
+        migrate(bench_env(cluster))
+        if tables:
+            cluster.psql(tables, "app")
+        yield cluster, work
+    finally:
+        cluster.destroy()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def migrate(env: dict[str, str]) -> None:
