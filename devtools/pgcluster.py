@@ -279,46 +279,19 @@ class PgCluster:
     # -- administration ------------------------------------------------------------------
 
     def psql(self, sql: str, database: str = "postgres") -> str:
-        return self._pg(
-            "psql",
-            "-X",
-            "-q",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            str(self.data),
-            "-p",
-            str(self.port),
-            "-U",
-            "postgres",
-            "-d",
-            database,
-            "-c",
-            sql,
-        )
+        return self._pg("psql", *self._psql_options(database), "-At", "-c", sql)
+
+    def _psql_options(self, database: str) -> list[str]:
+        """psql as the superuser, over the cluster's Unix socket, stopping at the first error."""
+        socket = ["-h", str(self.data), "-p", str(self.port)]
+        return ["-X", "-q", "-v", "ON_ERROR_STOP=1", *socket, "-U", "postgres", "-d", database]
 
     @contextmanager
     def holding(self, sql: str, database: str = "postgres") -> Iterator[None]:
         """`sql` run in a transaction that stays open until the block ends (a test holding a
         lock while the service works), then rolled back."""
         session = subprocess.Popen(
-            [
-                *run_as(),
-                str(self.bindir / "psql"),
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                str(self.data),
-                "-p",
-                str(self.port),
-                "-U",
-                "postgres",
-                "-d",
-                database,
-            ],
+            [*run_as(), str(self.bindir / "psql"), *self._psql_options(database)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
