@@ -11,10 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 from hypothesis import settings as hypothesis_settings
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import app.domains
 import app.idempotency.models  # noqa: F401 - and the stored answers'
 from app.db.base import Base
+from app.db.engine import build_engine
+from app.db.session import write_sessions
 from app.settings import Settings
 from devtools.pgcluster import PgCluster
 from tests import (
@@ -88,6 +91,19 @@ def empty_tables(cluster: PgCluster, database: str = "app") -> None:
 def settings(migrated: PgCluster) -> Settings:
     empty_tables(migrated)
     return make_settings(migrated)
+
+
+@pytest.fixture
+async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Write sessions on the test database, as a request gets them: for a test that plays
+    another request or a scheduled job."""
+    url = settings.database_url_object()
+    assert url is not None
+    engine = build_engine(url, settings.db, hide_parameters=False)
+    try:
+        yield write_sessions(engine)
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.engine import build_engine
-from app.db.session import write_sessions
 from app.idempotency.store import claim
 from app.settings import Settings
 from devtools.oidc_provider import Provider, openid_provider
@@ -34,17 +32,6 @@ def key(value: str) -> dict[str, str]:
 
 def notes(cluster: PgCluster) -> list[str]:
     return cluster.psql("SELECT text FROM test_notes ORDER BY id", "app").split()
-
-
-@pytest.fixture
-async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    url = settings.database_url_object()
-    assert url is not None
-    engine = build_engine(url, settings.db, hide_parameters=False)
-    try:
-        yield write_sessions(engine)
-    finally:
-        await engine.dispose()
 
 
 async def test_a_retry_gets_the_stored_answer_and_runs_nothing(

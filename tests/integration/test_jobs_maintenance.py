@@ -3,27 +3,11 @@ newer stays; expired idempotency keys go too."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.engine import build_engine
-from app.db.session import write_sessions
 from app.jobs.maintenance import maintenance_schedules, prune_history
 from app.settings import Settings
 from devtools.pgcluster import PgCluster
-
-
-@pytest.fixture
-async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    url = settings.database_url_object()
-    assert url is not None
-    engine = build_engine(url, settings.db, hide_parameters=False)
-    try:
-        yield write_sessions(engine)
-    finally:
-        await engine.dispose()
 
 
 def history(cluster: PgCluster, table: str) -> list[str]:
