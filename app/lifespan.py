@@ -203,6 +203,7 @@ async def worker_resources(
         database.breaker if database else None,
         timeout=settings.probes.ready_timeout,
         cache_ttl=settings.probes.ready_cache_ttl,
+        answered=metrics.ready.set,
     )
     sampler = asyncio.create_task(_sample_metrics(metrics, database, tracing, authenticator))
     log.info(

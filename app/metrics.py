@@ -110,6 +110,13 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self.ready = Gauge(
+            "service_ready",
+            "1 when /ready last answered ready, 0 when not (whichever worker answered); absent "
+            "before the first probe.",
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
         self.breaker = Gauge(
             "db_circuit_breaker_state",
             "0 closed, 1 half-open, 2 open (the worst worker).",

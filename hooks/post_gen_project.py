@@ -92,6 +92,7 @@ JOBS = (
     "tests/server/test_jobs_faults.py",
     "tests/integration/test_jobs_maintenance.py",
     "deploy/k8s/base/worker-deployment.yaml",
+    "deploy/k8s/components/monitoring/worker-podmonitor.yaml",
     "deploy/k8s/base/worker-pdb.yaml",
     "deploy/systemd/fastapi-service-worker.service",
     "docs/jobs.md",

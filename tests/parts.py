@@ -19,6 +19,7 @@ PACKAGES = {
     "kubectl": "kubectl",
     "mmdebstrap": "mmdebstrap",
     "promtool": "prometheus",
+    "prometheus": "prometheus",
     "systemd-analyze": "systemd",
     "dockerd": "docker.io",
 }

@@ -36,8 +36,10 @@ class ReadinessCheck:
         timeout: float,
         cache_ttl: float,
         clock: Callable[[], float] = time.monotonic,
+        answered: Callable[[bool], None] = lambda _: None,
     ) -> None:
         self._engine = engine
+        self._answered = answered  # each answer /ready gives (the `service_ready` gauge)
         self._breaker = breaker
         self._timeout = timeout
         self._cache_ttl = cache_ttl
@@ -49,6 +51,11 @@ class ReadinessCheck:
         self._pings: set[asyncio.Future[None]] = set()
 
     async def check(self) -> Readiness:
+        found = await self._check()
+        self._answered(found.ready)
+        return found
+
+    async def _check(self) -> Readiness:
         if self._breaker is not None and self._breaker.state is State.OPEN:
             # Traffic already showed the database failing: say so now, not after the cache.
             retry = self._breaker.retry_after()
