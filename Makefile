@@ -12,7 +12,7 @@ export UV_PYTHON := $(PYTHON)
 RUN := $(UV) run --frozen --no-sync
 
 .PHONY: help install run worker test test-all check lint typecheck coverage migrate revision print-config \
-	clean bench bench-quick sbom audit hooks template-check
+	clean bench bench-quick sbom audit hooks template-check dashboard
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -98,6 +98,9 @@ migrate: install ## apply migrations to DATABASE_URL
 
 revision: install ## a migration from the models' changes: make revision m="add orders"
 	$(RUN) python -m devtools.revision "$(m)"
+
+dashboard: install ## rewrite deploy/grafana/dashboard.json from devtools/dashboard.py
+	$(RUN) python -m devtools.dashboard
 
 print-config: install ## print the effective Gunicorn configuration as JSON
 	@$(RUN) python gunicorn_conf.py

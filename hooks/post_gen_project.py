@@ -111,8 +111,14 @@ JOBS_ONLY = re.compile(
 JOB_PACKAGES = ("pgqueuer",)
 
 
+# The dashboard's jobs row comes last (devtools/dashboard.py), with the worker's variable.
+DASHBOARD = "deploy/grafana/dashboard.json"
+DASHBOARD_JOBS_ROW = "Background jobs"
+
+
 def remove_jobs(project: Path) -> None:
     remove_paths(project, JOBS)
+    drop_dashboard_jobs(project / DASHBOARD)
     for path in sorted(project.rglob("*")):
         if not path.is_file() or path.is_symlink() or ".git" in path.parts:
             continue
@@ -133,6 +139,16 @@ def remove_jobs(project: Path) -> None:
             new = prune_lock(new, JOB_PACKAGES)
         if new != text:
             path.write_text(new, encoding="utf-8")
+
+
+def drop_dashboard_jobs(path: Path) -> None:
+    """What `python -m devtools.dashboard` writes once its jobs-only lines are gone."""
+    board = json.loads(path.read_text())
+    titles = [panel["title"] for panel in board["panels"]]
+    board["panels"] = board["panels"][: titles.index(DASHBOARD_JOBS_ROW)]
+    variables = board["templating"]["list"]
+    board["templating"]["list"] = [v for v in variables if v["name"] != "worker_job"]
+    path.write_text(json.dumps(board, indent=2, sort_keys=True) + "\n")
 
 
 def one_blank_after_imports(registry: str) -> str:
