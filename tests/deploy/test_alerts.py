@@ -16,11 +16,11 @@ from app.metrics import LATENCY_BUCKETS
 from tests import parts
 from tests.deploy.test_kubernetes import KUBERNETES_VERSION, render
 from tests.docs import documented, typed
-from tests.support import ROOT, clean_env
+from tests.support import ROOT, SERVICE, clean_env
 
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
-RUNBOOK_BASE = "https://git.example.com/fastapi-service/-/blob/main/docs/runbooks.md"
+RUNBOOK_BASE = f"https://git.example.com/{SERVICE['slug']}/-/blob/main/docs/runbooks.md"
 OPERATOR_KINDS = {"PrometheusRule", "ServiceMonitor", "PodMonitor"}
 
 

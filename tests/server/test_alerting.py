@@ -108,9 +108,11 @@ def test_every_metric_a_rule_or_panel_queries_is_served(cluster: PgCluster, tmp_
 
 
 def served_eventually(server: Server, wanted: set[str], timeout: float = 10) -> set[str]:
-    """What /metrics serves once the once-a-second samplers and flushes have run."""
+    """What /metrics serves once the once-a-second samplers and flushes have run, and a worker
+    has answered /ready (a worker's readiness goes with it when it exits)."""
     deadline = time.monotonic() + timeout
     while True:
+        httpx.get(f"{server.base_url}/ready")
         found = served(server.base_url)
         web = {name for name in wanted if not name.startswith("jobs_")}
         if web <= found or time.monotonic() > deadline:
