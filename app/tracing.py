@@ -2,8 +2,8 @@
 
 The tracer provider and its batch processor (a thread) are built in each worker's lifespan,
 after Gunicorn forks, never at import or in the master: `BatchSpanProcessor` is not fork-safe.
-Nothing here sets OpenTelemetry's global provider; the server-span middleware and SQLAlchemy's
-instrumentation are handed this worker's provider. What a trace holds, and what it never holds,
+Nothing here sets OpenTelemetry's global provider; the server-span middleware and the statement
+spans use this worker's tracer. What a trace holds, and what it never holds,
 is in docs/tracing.md.
 """
 
@@ -20,7 +20,6 @@ from opentelemetry import trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import PROCESS_PID, SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
@@ -35,9 +34,11 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typing_extensions import override
 
@@ -117,24 +118,61 @@ def start_tracing(settings: Settings, endpoint: str) -> Tracing:
 
 
 def trace_engine(tracing: Tracing, engine: AsyncEngine) -> None:
-    """A client span per statement, child of the request's span, from SQLAlchemy's own
-    instrumentation on this engine (not asyncpg's as well: both would double every statement).
+    """A client span per statement, child of the request's span, where that span is sampled.
 
-    Its declared range ends below SQLAlchemy 2.1, hence `skip_dep_check`; it hooks only
-    SQLAlchemy's public engine events, and tests/server/test_tracing.py fails if it stops
-    producing database spans (docs/adr/0007-traces.md).
+    On SQLAlchemy's public engine events. An unsampled request (nine in ten at the default
+    ratio) gets no span and no work: the statement's event returns at its first line
+    (docs/adr/0007-traces.md).
     """
-    SQLAlchemyInstrumentor().instrument(
-        engine=engine.sync_engine, tracer_provider=tracing.provider, skip_dep_check=True
-    )
+    statements = StatementSpans(tracing.tracer, engine.url)
+    sync_engine = engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", statements.started)
+    event.listen(sync_engine, "after_cursor_execute", statements.ended)
+    event.listen(sync_engine, "handle_error", statements.failed)
+
+
+_SPAN_KEY = "tracing.statement_span"
+
+
+class StatementSpans:
+    """The listeners behind `trace_engine`: a span opened before a statement and ended after
+    it, kept in the connection's `info` meanwhile (one statement at a time per connection)."""
+
+    def __init__(self, tracer: trace.Tracer, url: URL) -> None:
+        self._tracer = tracer
+        self._attributes: dict[str, str | int] = {"db.system": "postgresql"}
+        for name, value in (("db.name", url.database), ("net.peer.name", url.host)):
+            if value:
+                self._attributes[name] = value
+        if url.port:
+            self._attributes["net.peer.port"] = url.port
+
+    def started(self, conn: Connection, _: object, statement: str, *__: object) -> None:
+        if not trace.get_current_span().is_recording():
+            return  # not sampled, or outside a request: no span
+        name = statement.split(None, 1)[0] if statement else "SQL"
+        attributes = self._attributes | {"db.statement": statement}
+        conn.info[_SPAN_KEY] = self._tracer.start_span(
+            name, kind=SpanKind.CLIENT, attributes=attributes
+        )
+
+    def ended(self, conn: Connection, *_: object) -> None:
+        span: trace.Span | None = conn.info.pop(_SPAN_KEY, None)
+        if span is not None:
+            span.end()
+
+    def failed(self, context: ExceptionContext) -> None:
+        connection = context.connection
+        span: trace.Span | None = connection.info.pop(_SPAN_KEY, None) if connection else None
+        if span is not None:
+            error = context.original_exception
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            span.end()
 
 
 async def stop_tracing(tracing: Tracing) -> None:
     """Export what is queued, for at most `FLUSH_TIMEOUT_S`. A daemon thread does it, so an
     unreachable collector can neither block the event loop nor keep the process alive."""
-    instrumentor = SQLAlchemyInstrumentor()
-    if instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.uninstrument()
     flusher = threading.Thread(target=tracing.provider.shutdown, daemon=True)
     flusher.start()
     await asyncio.to_thread(flusher.join, FLUSH_TIMEOUT_S)
