@@ -150,6 +150,7 @@ class StatementSpans:
     def started(self, conn: Connection, _: object, statement: str, *__: object) -> None:
         if not trace.get_current_span().is_recording():
             return  # not sampled, or outside a request: no span
+        self.ended(conn)  # one left by a statement cancelled before either event (none seen)
         name = statement.split(None, 1)[0] if statement else "SQL"
         attributes = self._attributes | {"db.statement": statement}
         conn.info[_SPAN_KEY] = self._tracer.start_span(

@@ -111,6 +111,27 @@ async def test_a_request_continues_the_callers_trace_with_its_statements_as_chil
     assert server.resource["deployment.environment"] == "test"
 
 
+async def test_a_statement_that_fails_ends_its_span_as_an_error(
+    migrated: PgCluster, receiver: Receiver
+) -> None:
+    """The server cancels the statement (statement_timeout): its span still ends, marked as an
+    error, and the next statement on the connection gets a span of its own."""
+    settings = traced_settings(migrated, receiver, db={"statement_timeout_ms": 100})
+    async with traced(settings) as client:
+        slow = await client.get(
+            "/_test/db-sleep", params={"seconds": 2}, headers={"traceparent": SAMPLED}
+        )
+        assert slow.status_code >= 500
+        assert (await client.get(notes.PREFIX, headers={"traceparent": SAMPLED})).status_code == 200
+    spans = receiver.wait_for(lambda found: len(server_spans(found)) == 2)
+    statements = [span for span in spans if "db.statement" in span.attributes]
+    [failed] = [span for span in statements if "pg_sleep" in span.attributes["db.statement"]]
+    assert failed.status_error
+    others = [span for span in statements if span is not failed]
+    assert others
+    assert not [span for span in others if span.status_error]
+
+
 async def test_spans_hold_no_query_string_and_no_header_beyond_the_allow_list(
     migrated: PgCluster, receiver: Receiver
 ) -> None:
