@@ -119,18 +119,11 @@ class IdempotencyKey:
             ),
         ] = None,
     ) -> None:
-        if header is None:
-            if self.required:
-                raise InvalidIdempotencyKey(f"This request needs an {HEADER} header.")
+        key = self._key(header)
+        if key is None:
             return
-        try:
-            key = parse_key(header)
-        except InvalidKey as exc:
-            raise InvalidIdempotencyKey(str(exc)) from None
         scope = caller_of(request).subject
-        path, query = request.scope["path"], request.scope["query_string"].decode("latin-1")
-        target = f"{path}?{query}" if query else path
-        request_print = fingerprint(request.method, target, await request.body())
+        request_print = await _fingerprint_of(request)
         try:
             stored = await claim(session, scope, key)
         except KeyInUse:
@@ -142,6 +135,24 @@ class IdempotencyKey:
         settings = resources(request).settings.idempotency
         claimed = _Claimed(session, scope, key, request_print, settings)
         setattr(request.state, _STATE_KEY, claimed)
+
+    def _key(self, header: str | None) -> str | None:
+        """The header's key; None without one where the route does not require it."""
+        if header is None:
+            if self.required:
+                raise InvalidIdempotencyKey(f"This request needs an {HEADER} header.")
+            return None
+        try:
+            return parse_key(header)
+        except InvalidKey as exc:
+            raise InvalidIdempotencyKey(str(exc)) from None
+
+
+async def _fingerprint_of(request: Request) -> bytes:
+    """Method, concrete path with its query, and body bytes."""
+    path, query = request.scope["path"], request.scope["query_string"].decode("latin-1")
+    target = f"{path}?{query}" if query else path
+    return fingerprint(request.method, target, await request.body())
 
 
 Idempotent = Annotated[None, Depends(IdempotencyKey(required=False))]
