@@ -187,6 +187,18 @@ class Server:
         return events
 
 
+def until(
+    condition: Callable[[], bool], what: str, *, timeout: float = 10, every: float = 0.2
+) -> float:
+    """Polls `condition` every `every` s until it holds, and returns how long that took; fails
+    naming `what` after `timeout` s."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"not within {timeout} s: {what}"
+        time.sleep(every)
+    return time.monotonic() - started
+
+
 def wait_for(
     url: str, *, status: int = 200, timeout: float = 20.0, consecutive: int = 1
 ) -> httpx.Response:

@@ -28,7 +28,7 @@ from tests.server.load import steady_load
 from tests.server.test_database_faults import FAULT_APP
 from tests.server.test_gunicorn_signals import wait_workers
 from tests.server.test_jobs_worker import worker  # jobs-only
-from tests.support import ROOT, Server, db_env, gunicorn, stop, wait_for
+from tests.support import ROOT, Server, db_env, gunicorn, stop, until, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -147,15 +147,6 @@ def circuit_alert(prometheus_url: str) -> str | None:
     return states[0] if states else None
 
 
-def until(condition: Any, what: str, timeout: float) -> float:
-    """Polls `condition` every 0.2 s; the time it took."""
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, f"not within {timeout} s: {what}"
-        time.sleep(0.2)
-    return time.monotonic() - started
-
-
 def test_the_breaker_alert_fires_with_postgresql_stopped_and_resolves_when_it_is_back(
     cluster: PgCluster, tmp_path: Path
 ) -> None:
@@ -188,22 +179,22 @@ def test_the_breaker_alert_fires_with_postgresql_stopped_and_resolves_when_it_is
         try:
             wait_for(f"{url}/-/ready", timeout=30)
             with steady_load(server.base_url, {f"{notes.PREFIX}/1": (4, 0.05)}, max_seconds=150):
-                until(lambda: scraped(url), "Prometheus has scraped the service", 15)
+                until(lambda: scraped(url), "Prometheus has scraped the service", timeout=15)
                 assert circuit_alert(url) is None
                 cluster.stop()
                 # The breaker trips on the first failed calls, the service publishes its state
                 # once a second, Prometheus scrapes and evaluates once a second.
-                took = until(lambda: circuit_alert(url) == "firing", "the alert fires", 60)
+                took = until(lambda: circuit_alert(url) == "firing", "the alert fires", timeout=60)
                 print(f"\nDatabaseCircuitOpen firing {took:.1f} s after PostgreSQL stopped")
                 assert took <= BREAKER_FOR_S + 2 * EVERY_SECOND + 2 * EVERY_SECOND
                 assert httpx.get(f"{server.base_url}/ready").status_code == 503
-                until(lambda: readiness(server) == "0.0", "service_ready is 0", 5)
+                until(lambda: readiness(server) == "0.0", "service_ready is 0", timeout=5)
                 cluster.start()
-                took = until(lambda: circuit_alert(url) is None, "the alert resolves", 30)
+                took = until(lambda: circuit_alert(url) is None, "the alert resolves", timeout=30)
                 print(f"resolved {took:.1f} s after PostgreSQL started")
                 assert took <= OPEN_WAIT_S + 4 * EVERY_SECOND + 3
                 wait_for(f"{server.base_url}/ready")
-                until(lambda: readiness(server) == "1.0", "service_ready is 1", 5)
+                until(lambda: readiness(server) == "1.0", "service_ready is 1", timeout=5)
         finally:
             stop(process, grace=10)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -18,7 +17,7 @@ from devtools.pgcluster import PgCluster
 from tests.conftest import empty_tables, running
 from tests.server.test_database_faults import FAULT_APP
 from tests.server.test_gunicorn_signals import wait_workers
-from tests.support import Server, db_env, gunicorn, needs_example, wait_for
+from tests.support import Server, db_env, gunicorn, needs_example, until, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -51,13 +50,6 @@ def post(server: Server, text: str, key: str, timeout: float = 20) -> httpx.Resp
     return httpx.post(
         f"{server.base_url}{KEYED}", json={"text": text}, headers=headers, timeout=timeout
     )
-
-
-def until(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.05)
 
 
 def key_held(cluster: PgCluster) -> bool:

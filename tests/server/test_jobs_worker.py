@@ -34,6 +34,7 @@ from tests.support import (
     make_settings,
     spawn,
     stop,
+    until,
     wait_for,
 )
 
@@ -112,12 +113,9 @@ def starts(cluster: PgCluster, key: str) -> int:
 
 
 def eventually(check: Callable[[], bool], timeout: float = 20, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        # A check is mostly a psql process: polled faster, the waiting cost the parallel
-        # test run more CPU than the jobs waited for.
-        time.sleep(0.25)
+    # A check is mostly a psql process: polled faster, the waiting cost the parallel test run
+    # more CPU than the jobs waited for.
+    until(check, what, timeout=timeout, every=0.25)
 
 
 @pytest.fixture
