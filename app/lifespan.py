@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -29,7 +30,7 @@ from app.db.engine import build_engine, pool_usage
 from app.db.failures import is_infrastructure_failure
 from app.db.gate import ConnectionGate
 from app.db.readiness import ReadinessCheck
-from app.db.session import read_only_sessions, write_sessions
+from app.db.session import session_makers
 from app.jobs.queue import STATE_KEY as JOBS_KEY  # jobs-only
 from app.jobs.queue import Producer, producer_tracing  # jobs-only
 from app.metrics import BREAKER_STATES, Metrics
@@ -38,7 +39,7 @@ from app.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
 from app.settings import BreakerSettings, Settings
 from app.state import Resources, lifespan_state
 from app.tracing import STATE_KEY as TRACING_KEY
-from app.tracing import Tracing, start_tracing, stop_tracing, trace_engine
+from app.tracing import Tracing, start_tracing, stop_tracing, traced_engine
 
 log = structlog.get_logger("app.lifespan")
 
@@ -124,8 +125,7 @@ def build_database(settings: Settings, url: URL) -> Database:
         engine=engine,
         gate=ConnectionGate(db.pool_size + db.max_overflow, db.pool_timeout),
         breaker=build_breaker(settings.breaker),
-        sessions=write_sessions(engine),
-        read_sessions=read_only_sessions(engine),
+        sessions=session_makers(engine),
     )
 
 
@@ -149,14 +149,12 @@ async def open_database(settings: Settings) -> Database | None:
     return database
 
 
-def open_tracing(settings: Settings, database: Database | None) -> Tracing | None:
+def open_tracing(settings: Settings) -> Tracing | None:
     """This worker's tracing, or None when no OTLP endpoint is configured."""
     endpoint = settings.traces_endpoint
     if endpoint is None:
         return None
     tracing = start_tracing(settings, endpoint)
-    if database is not None:
-        trace_engine(tracing, database.engine)
     log.info(
         "tracing_started",
         collector=urlsplit(endpoint).netloc.rpartition("@")[2],  # never credentials
@@ -197,7 +195,10 @@ async def worker_resources(
 ) -> AsyncIterator[dict[str, Any]]:
     """Database, tracing, readiness and the metrics sampler, released in reverse."""
     database = await open_database(settings)
-    tracing = open_tracing(settings, database)
+    tracing = open_tracing(settings)
+    if database is not None and tracing is not None:
+        traced = session_makers(traced_engine(tracing, database.engine))
+        database = dataclasses.replace(database, traced_sessions=traced)
     readiness = ReadinessCheck(
         database.engine if database else None,
         database.breaker if database else None,

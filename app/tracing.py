@@ -89,7 +89,7 @@ class Tracing:
 
     provider: TracerProvider
     tracer: trace.Tracer
-    propagator: TextMapPropagator
+    incoming: IncomingContext
     counts: SpanCounts = field(default_factory=SpanCounts)
 
 
@@ -108,34 +108,37 @@ def start_tracing(settings: Settings, endpoint: str) -> Tracing:
     provider = TracerProvider(
         resource=resource, sampler=build_sampler(settings), shutdown_on_exit=False
     )
-    tracing = Tracing(
-        provider, provider.get_tracer("app"), build_propagator(settings.otel_propagators)
-    )
+    propagator = build_propagator(settings.otel_propagators)
+    tracing = Tracing(provider, provider.get_tracer("app"), IncomingContext(propagator))
     tracing.provider.add_span_processor(tracing.counts)
     exporter = CountingExporter(OTLPSpanExporter(endpoint=endpoint), tracing.counts)
     tracing.provider.add_span_processor(BatchSpanProcessor(exporter))
     return tracing
 
 
-def trace_engine(tracing: Tracing, engine: AsyncEngine) -> None:
-    """A client span per statement, child of the request's span, where that span is sampled.
+def traced_engine(tracing: Tracing, engine: AsyncEngine) -> AsyncEngine:
+    """`engine` with a client span per statement, child of the current span where that span is
+    sampled; `engine` itself is left without listeners.
 
-    On SQLAlchemy's public engine events. An unsampled request (nine in ten at the default
-    ratio) gets no span and no work: the statement's event returns at its first line
+    The two share one pool (`execution_options()` makes an engine whose events are its own).
+    Requests whose span is not sampled (nine in ten at the default ratio) use `engine`: with no
+    listener on it, SQLAlchemy dispatches no event for their statements
     (docs/adr/0007-traces.md).
     """
+    traced = engine.execution_options()
     statements = StatementSpans(tracing.tracer, engine.url)
-    sync_engine = engine.sync_engine
+    sync_engine = traced.sync_engine
     event.listen(sync_engine, "before_cursor_execute", statements.started)
     event.listen(sync_engine, "after_cursor_execute", statements.ended)
     event.listen(sync_engine, "handle_error", statements.failed)
+    return traced
 
 
 _SPAN_KEY = "tracing.statement_span"
 
 
 class StatementSpans:
-    """The listeners behind `trace_engine`: a span opened before a statement and ended after
+    """The listeners behind `traced_engine`: a span opened before a statement and ended after
     it, kept in the connection's `info` meanwhile (one statement at a time per connection)."""
 
     def __init__(self, tracer: trace.Tracer, url: URL) -> None:
@@ -149,7 +152,7 @@ class StatementSpans:
 
     def started(self, conn: Connection, _: object, statement: str, *__: object) -> None:
         if not trace.get_current_span().is_recording():
-            return  # not sampled, or outside a request: no span
+            return  # not sampled (a job's span), or outside a span: no span
         self.ended(conn)  # one left by a statement cancelled before either event (none seen)
         name = statement.split(None, 1)[0] if statement else "SQL"
         attributes = self._attributes | {"db.statement": statement}
@@ -234,17 +237,20 @@ def build_propagator(names: Sequence[str]) -> TextMapPropagator:
     return CompositePropagator([known[name] for name in dict.fromkeys(names)])
 
 
-def incoming_context(
-    propagator: TextMapPropagator, headers: Sequence[tuple[bytes, bytes]]
-) -> Context:
-    """The caller's trace context from the request's `traceparent` (and baggage) headers."""
-    wanted = propagator.fields
-    carrier = {
-        name.decode("latin-1"): value.decode("latin-1")
-        for name, value in headers
-        if name.decode("latin-1") in wanted
-    }
-    return propagator.extract(carrier)
+class IncomingContext:
+    """The caller's trace context from a request's `traceparent` (and baggage) headers."""
+
+    def __init__(self, propagator: TextMapPropagator) -> None:
+        self._propagator = propagator
+        self._names = frozenset(name.encode("latin-1") for name in propagator.fields)
+
+    def __call__(self, headers: Sequence[tuple[bytes, bytes]]) -> Context:
+        carrier = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in headers
+            if name in self._names
+        }
+        return self._propagator.extract(carrier) if carrier else Context()
 
 
 def span_event(name: str, **attributes: str | int | float) -> None:

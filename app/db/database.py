@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import Request
+from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db.gate import ConnectionGate
@@ -19,14 +20,28 @@ STATE_KEY = "database"
 
 
 @dataclass(frozen=True, slots=True)
+class SessionMakers:
+    # For requests that change things: one request, one transaction.
+    write: async_sessionmaker[AsyncSession]
+    # For GET and HEAD: the same pool, each statement on its own (app/db/session.py).
+    read: async_sessionmaker[AsyncSession]
+
+
+@dataclass(frozen=True, slots=True)
 class Database:
     engine: AsyncEngine
     gate: ConnectionGate
     breaker: CircuitBreaker
-    # Sessions for requests that change things: one request, one transaction.
-    sessions: async_sessionmaker[AsyncSession]
-    # Sessions for GET and HEAD: the same pool, each statement on its own (app/db/session.py).
-    read_sessions: async_sessionmaker[AsyncSession]
+    sessions: SessionMakers
+    # The same, on the same pool, with a span per statement; None while tracing is off.
+    traced_sessions: SessionMakers | None = None
+
+    def sessions_for_current_span(self) -> SessionMakers:
+        """The traced sessions only below a sampled span: an unsampled request's statements
+        dispatch no event at all (docs/adr/0007-traces.md)."""
+        if self.traced_sessions is not None and trace.get_current_span().is_recording():
+            return self.traced_sessions
+        return self.sessions
 
 
 def not_configured() -> ServiceUnavailable:

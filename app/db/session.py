@@ -21,7 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
-from app.db.database import database_of
+from app.db.database import SessionMakers, database_of
 from app.db.guard import guarded
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
@@ -29,12 +29,13 @@ READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     database = database_of(request)
+    sessions = database.sessions_for_current_span()
     async with guarded(database):
         if request.method in READ_ONLY_METHODS:
-            async with database.read_sessions() as session:
+            async with sessions.read() as session:
                 yield session
         else:
-            async with database.sessions() as session, session.begin():
+            async with sessions.write() as session, session.begin():
                 yield session
 
 
@@ -43,6 +44,10 @@ DbSession = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 class ReadOnlyRequest(RuntimeError):
     """A GET or HEAD tried to write: it has no transaction to make the write safe."""
+
+
+def session_makers(engine: AsyncEngine) -> SessionMakers:
+    return SessionMakers(write=write_sessions(engine), read=read_only_sessions(engine))
 
 
 def write_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

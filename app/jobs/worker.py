@@ -41,7 +41,7 @@ from app.jobs.queue import producer_tracing
 from app.jobs.runner import JobRunner, Stopping
 from app.lifespan import check_budget, open_tracing
 from app.settings import Settings
-from app.tracing import Tracing, stop_tracing, trace_engine
+from app.tracing import Tracing, stop_tracing, traced_engine
 
 log = structlog.get_logger("app.jobs")
 SCRAPE_TIMEOUT_S = 2.0
@@ -77,10 +77,9 @@ class Worker:
             update={"pool_size": settings.jobs.concurrency, "max_overflow": 0, "pgbouncer": False}
         )
         self.engine = build_engine(self.url, db, hide_parameters=settings.is_production)
-        self.sessions = write_sessions(self.engine)
-        self.tracing = open_tracing(settings, None)
-        if self.tracing is not None:
-            trace_engine(self.tracing, self.engine)
+        self.tracing = open_tracing(settings)
+        traced = traced_engine(self.tracing, self.engine) if self.tracing else self.engine
+        self.sessions = write_sessions(traced)
         await check_budget(settings, self.engine)
         self.metrics.declare(sorted(set(self.names.values())))
         self.loop = asyncio.create_task(self._run_queue())

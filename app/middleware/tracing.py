@@ -9,6 +9,7 @@ from the route template the access log uses, and records only the attributes bel
 
 from __future__ import annotations
 
+from opentelemetry import context, trace
 from opentelemetry.semconv.attributes.client_attributes import CLIENT_ADDRESS
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.http_attributes import (
@@ -34,7 +35,7 @@ from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from app.errors import request_id_of
 from app.middleware.route_templates import route_template
-from app.tracing import STATE_KEY, Tracing, incoming_context
+from app.tracing import STATE_KEY, Tracing
 
 # The only request headers a span records. Never Authorization, Cookie or an API key.
 TRACED_HEADERS = {b"user-agent": USER_AGENT_ORIGINAL}
@@ -51,6 +52,32 @@ class TracingMiddleware:
         if scope["type"] != "http" or tracing is None or scope["path"] in self.untraced_paths:
             await self.app(scope, receive, send)
             return
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else "_OTHER"
+        # start_span and attach rather than start_as_current_span: the same span and context
+        # without two generator context managers per request. Exceptions are not recorded
+        # here: the app answers each itself (a 500 with an error id, recorded on this span by
+        # app/tracing.py); what reaches here is a cancellation, not an error.
+        span = tracing.tracer.start_span(
+            method, context=tracing.incoming(scope["headers"]), kind=SpanKind.SERVER
+        )
+        token = context.attach(trace.set_span_in_context(span))
+        ids = bind_contextvars(**log_fields(span.get_span_context()))
+        try:
+            # An unsampled span (nine requests in ten at the default ratio) records nothing:
+            # no attribute is built and the response goes out unobserved.
+            if span.is_recording():
+                await self._recorded(span, method, scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            reset_contextvars(**ids)
+            context.detach(token)
+            span.end()
+
+    async def _recorded(
+        self, span: Span, method: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        span.set_attributes(request_attributes(scope, method))
         status = 0
 
         async def send_noting_status(message: Message) -> None:
@@ -59,28 +86,10 @@ class TracingMiddleware:
                 status = message["status"]
             await send(message)
 
-        method = scope["method"] if scope["method"] in KNOWN_METHODS else "_OTHER"
-        with tracing.tracer.start_as_current_span(
-            method,
-            context=incoming_context(tracing.propagator, scope["headers"]),
-            kind=SpanKind.SERVER,
-            # The app answers every exception itself (a 500 with an error id, recorded on this
-            # span by app/tracing.py); what reaches here is a cancellation, not an error.
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            ids = bind_contextvars(**log_fields(span.get_span_context()))
-            # An unsampled span (nine requests in ten at the default ratio) records nothing:
-            # its attributes are not even built.
-            recording = span.is_recording()
-            if recording:
-                span.set_attributes(request_attributes(scope, method))
-            try:
-                await self.app(scope, receive, send_noting_status)
-            finally:
-                if recording:
-                    finish(span, scope, method, status)
-                reset_contextvars(**ids)
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            finish(span, scope, method, status)
 
 
 def log_fields(context: SpanContext) -> dict[str, str | bool]:

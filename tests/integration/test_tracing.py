@@ -16,9 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from opentelemetry import trace
 
+from app.db.database import database_of
+from app.db.session import DbSession
 from app.factory import add_routes
 from app.middleware.tracing import TracingMiddleware
 from app.settings import Settings
@@ -41,6 +43,13 @@ probe = APIRouter(prefix="/_test")
 async def current_span() -> dict[str, bool]:
     """What the handler sees: a real span when tracing is on, none when it is off."""
     return {"valid": trace.get_current_span().get_span_context().is_valid}
+
+
+@probe.api_route("/session-engine", methods=["GET", "POST"])
+async def session_engine(request: Request, session: DbSession) -> dict[str, bool]:
+    """Whether the request's session is on an engine whose statements get spans."""
+    plain = database_of(request).sessions
+    return {"traced": session.bind not in (plain.read.kw["bind"], plain.write.kw["bind"])}
 
 
 @pytest.fixture
@@ -215,6 +224,24 @@ async def test_a_caller_that_did_not_sample_is_followed(
             assert response.status_code == 200
         assert (await client.get(notes.PREFIX)).status_code == 200  # a root: ratio 1.0
     assert [span.name for span in server_spans(receiver.received())] == ["GET /_test/notes"]
+
+
+async def test_only_a_sampled_request_uses_the_engine_that_traces_statements(
+    migrated: PgCluster, receiver: Receiver
+) -> None:
+    """An unsampled request's statements run on an engine without listeners: SQLAlchemy
+    dispatches no event for them (the cost of tracing that samples little)."""
+    settings = traced_settings(migrated, receiver, otel_traces_sampler_arg=1.0)
+    async with traced(settings) as client:
+        for method in ("GET", "POST"):
+            sampled, unsampled = [
+                await client.request(
+                    method, "/_test/session-engine", headers={"traceparent": parent}
+                )
+                for parent in (SAMPLED, NOT_SAMPLED)
+            ]
+            assert sampled.json() == {"traced": True}, method
+            assert unsampled.json() == {"traced": False}, method
 
 
 async def test_an_open_circuit_is_an_event_on_the_request_span(receiver: Receiver) -> None:

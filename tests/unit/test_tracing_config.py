@@ -8,7 +8,7 @@ from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from app.settings import SettingsError, load_settings
-from app.tracing import build_propagator, build_sampler, incoming_context
+from app.tracing import IncomingContext, build_propagator, build_sampler
 
 OTEL_NAMES = (
     "OTEL_SDK_DISABLED",
@@ -134,7 +134,7 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 )
 def test_propagators_read_the_w3c_headers_or_nothing(names: list[str], continued: bool) -> None:
     headers = [(b"traceparent", TRACEPARENT.encode()), (b"baggage", b"tenant=acme")]
-    context = incoming_context(build_propagator(names), headers)
+    context = IncomingContext(build_propagator(names))(headers)
     parent = trace.get_current_span(context).get_span_context()
     assert parent.is_valid is continued
     if continued:
