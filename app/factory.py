@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
@@ -16,6 +18,7 @@ from app.metrics import Metrics
 from app.middleware.access import AccessLog
 from app.middleware.http import HttpMiddleware, security_headers
 from app.middleware.tracing import TracingMiddleware
+from app.otel_variables import traces_endpoint
 from app.settings import SERVICE_NAME, Settings, load_settings
 
 PROBE_PATHS = frozenset({"/health", "/ready"})
@@ -41,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     _add_middleware(app, settings, metrics)
-    if settings.traces_endpoint is not None:
+    if traces_endpoint(os.environ) is not None:
         # Outermost: the access line and every other log line fall inside the request's span.
         app.add_middleware(TracingMiddleware, untraced_paths=MACHINE_PATHS)
     # Starlette tries routes in order: the probes go first so their cost does not grow with the

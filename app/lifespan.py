@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 
 import structlog
 from fastapi import FastAPI
+from opentelemetry.sdk.resources import SERVICE_NAME
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -35,6 +37,7 @@ from app.jobs.queue import STATE_KEY as JOBS_KEY  # jobs-only
 from app.jobs.queue import Producer, producer_tracing  # jobs-only
 from app.metrics import BREAKER_STATES, Metrics
 from app.middleware import route_templates
+from app.otel_variables import traces_endpoint
 from app.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
 from app.settings import BreakerSettings, Settings
 from app.state import Resources, lifespan_state
@@ -149,18 +152,17 @@ async def open_database(settings: Settings) -> Database | None:
     return database
 
 
-def open_tracing(settings: Settings) -> Tracing | None:
-    """This worker's tracing, or None when no OTLP endpoint is configured."""
-    endpoint = settings.traces_endpoint
+def open_tracing() -> Tracing | None:
+    """This worker's tracing, or None when OpenTelemetry's variables configure no exporter."""
+    endpoint = traces_endpoint(os.environ)
     if endpoint is None:
         return None
-    tracing = start_tracing(settings, endpoint)
+    tracing = start_tracing(os.environ)
     log.info(
         "tracing_started",
         collector=urlsplit(endpoint).netloc.rpartition("@")[2],  # never credentials
-        service_name=settings.otel_service_name,
-        sampler=settings.otel_traces_sampler,
-        ratio=settings.otel_traces_sampler_arg,
+        service_name=tracing.provider.resource.attributes.get(SERVICE_NAME),
+        sampler=tracing.provider.sampler.get_description(),
     )
     return tracing
 
@@ -195,7 +197,7 @@ async def worker_resources(
 ) -> AsyncIterator[dict[str, Any]]:
     """Database, tracing, readiness and the metrics sampler, released in reverse."""
     database = await open_database(settings)
-    tracing = open_tracing(settings)
+    tracing = open_tracing()
     if database is not None and tracing is not None:
         traced = session_makers(traced_engine(tracing, database.engine))
         database = dataclasses.replace(database, traced_sessions=traced)

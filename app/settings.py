@@ -13,11 +13,12 @@ Top-level names are the fixed interface (`APP_ENV`, `DATABASE_URL`, `PORT`, `HOS
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -25,7 +26,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    HttpUrl,
     SecretStr,
     ValidationError,
     field_validator,
@@ -35,6 +35,8 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+
+from app.otel_variables import otel_problems
 
 # The service's name and slug (generated services get their own from the template).
 SERVICE_NAME = "FastAPI Service"
@@ -396,37 +398,6 @@ _URL_PARAM_HINTS = {
 }
 
 
-def _empty_is_unset(value: object) -> object:
-    # OpenTelemetry's rule: an empty variable is an unset one (compose's `${VAR:-}` sets "").
-    return None if value == "" else value
-
-
-def _resource_attributes(value: object) -> object:
-    """`key=value,key=value` (OTEL_RESOURCE_ATTRIBUTES); values may be percent-encoded."""
-    if not isinstance(value, str):
-        return value
-    found: dict[str, str] = {}
-    for pair in filter(None, (part.strip() for part in value.split(","))):
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError("must be comma-separated key=value pairs")
-        found[key.strip()] = unquote(raw.strip())
-    return found
-
-
-OtlpUrl = Annotated[HttpUrl | None, BeforeValidator(_empty_is_unset)]
-TraceSampler = Literal[
-    "always_on",
-    "always_off",
-    "traceidratio",
-    "parentbased_always_on",
-    "parentbased_always_off",
-    "parentbased_traceidratio",
-]
-# The propagators this service ships; b3, jaeger and xray need packages it does not install.
-Propagator = Literal["tracecontext", "baggage", "none"]
-
-
 class Settings(BaseSettings):
     """Everything the service reads from its environment."""
 
@@ -453,28 +424,6 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     idempotency: IdempotencySettings = IdempotencySettings()
     jobs: JobsSettings = JobsSettings()  # jobs-only
-
-    # Tracing, by OpenTelemetry's standard variables (docs/tracing.md). On when an OTLP endpoint
-    # is set; the exporter reads its own OTEL_EXPORTER_OTLP_HEADERS/_TIMEOUT/_CERTIFICATE and the
-    # batch processor its OTEL_BSP_* from the environment.
-    otel_sdk_disabled: bool = False
-    otel_exporter_otlp_endpoint: OtlpUrl = None  # base URL: /v1/traces is appended
-    otel_exporter_otlp_traces_endpoint: OtlpUrl = None  # full URL, used as it is
-    # OTLP over HTTP with protobuf bodies is what this service ships (no gRPC exporter).
-    otel_exporter_otlp_protocol: Literal["http/protobuf"] = "http/protobuf"
-    otel_exporter_otlp_traces_protocol: Literal["http/protobuf"] = "http/protobuf"
-    otel_service_name: Annotated[str, Field(min_length=1, max_length=255)] = SERVICE_SLUG
-    otel_resource_attributes: Annotated[
-        dict[str, str], NoDecode, BeforeValidator(_resource_attributes)
-    ] = {}
-    otel_traces_sampler: TraceSampler = "parentbased_traceidratio"
-    # The ratio for the *traceidratio samplers: one request in ten starts a trace here (a
-    # caller's sampled traceparent is always followed). The SDK's own default would be 1.0.
-    otel_traces_sampler_arg: Annotated[float, Field(ge=0, le=1)] = 0.1
-    otel_propagators: Annotated[list[Propagator], NoDecode, BeforeValidator(_comma_list)] = [
-        "tracecontext",
-        "baggage",
-    ]
 
     @field_validator("database_url")
     @classmethod
@@ -550,17 +499,6 @@ class Settings(BaseSettings):
     @property
     def auth_mode(self) -> Literal["none", "oidc"]:
         return self.auth.mode or "none"
-
-    @property
-    def traces_endpoint(self) -> str | None:
-        """Where spans go (OTLP/HTTP), or None when tracing is off."""
-        if self.otel_sdk_disabled:
-            return None
-        if self.otel_exporter_otlp_traces_endpoint is not None:
-            return str(self.otel_exporter_otlp_traces_endpoint)
-        if self.otel_exporter_otlp_endpoint is not None:
-            return str(self.otel_exporter_otlp_endpoint).rstrip("/") + "/v1/traces"
-        return None
 
     # jobs-only
     def jobs_database_url_object(self) -> URL:
@@ -657,6 +595,8 @@ def load_settings(**overrides: Any) -> Settings:
     Raises `SettingsError` naming every bad variable; never includes a value.
     """
     from_files, problems = _secrets_from_files(os.environ)
+    # OpenTelemetry's own variables: the SDK reads them, from the process environment only.
+    problems += otel_problems(os.environ)
     secrets_dir = Path(os.environ.get("SECRETS_DIR") or DEFAULT_SECRETS_DIR)
     if secrets_dir.is_dir():
         overrides.setdefault("_secrets_dir", secrets_dir)
@@ -667,6 +607,16 @@ def load_settings(**overrides: Any) -> Settings:
     if problems:
         raise SettingsError(problems)
     return settings
+
+
+def exit_if_misconfigured() -> None:
+    """For a command line: exit with status 2 naming every bad variable, before anything
+    imports FastAPI, whose import reads OTEL_PROPAGATORS and fails on a bad one."""
+    try:
+        load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _validation_problems(exc: ValidationError) -> list[str]:

@@ -1,5 +1,8 @@
 """OpenTelemetry traces, per worker: off unless an OTLP endpoint is configured.
 
+Configured by OpenTelemetry's own `OTEL_*` variables, read by the SDK itself
+(app/otel_variables.py checks them at startup; docs/tracing.md lists them).
+
 The tracer provider and its batch processor (a thread) are built in each worker's lifespan,
 after Gunicorn forks, never at import or in the master: `BatchSpanProcessor` is not fork-safe.
 Nothing here sets OpenTelemetry's global provider; the server-span middleware and the statement
@@ -13,36 +16,25 @@ import asyncio
 import os
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from opentelemetry import trace
-from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagate import get_global_textmap
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import PROCESS_PID, SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import (
-    ALWAYS_OFF,
-    ALWAYS_ON,
-    Decision,
-    ParentBased,
-    Sampler,
-    SamplingResult,
-    TraceIdRatioBased,
-)
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TraceState
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from opentelemetry.util.types import Attributes
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
-from typing_extensions import override
 
-from app.settings import Settings
+from app.otel_variables import DEFAULT_RATIO
+from app.settings import SERVICE_SLUG
 
 STATE_KEY = "tracing"
 # Spans still unsent this long into a worker's shutdown are given up (and counted): the
@@ -93,27 +85,50 @@ class Tracing:
     counts: SpanCounts = field(default_factory=SpanCounts)
 
 
-def start_tracing(settings: Settings, endpoint: str) -> Tracing:
-    """The provider, its sampler and resource, and a batch exporter to `endpoint`."""
-    resource = Resource.create(
-        {
-            **settings.otel_resource_attributes,
-            SERVICE_NAME: settings.otel_service_name,
-            # Each worker is its own instance: spans of two workers never look like one.
-            SERVICE_INSTANCE_ID: uuid.uuid4().hex,
-            PROCESS_PID: os.getpid(),
-        }
-    )
-    # The lifespan shuts it down, bounded (`stop_tracing`); no unbounded flush at exit.
+def start_tracing(environ: Mapping[str, str]) -> Tracing:
+    """The provider, its resource and sampler, and a batch exporter, as the `OTEL_*` variables
+    in `environ` (the process environment) say: the SDK reads them itself
+    (app/otel_variables.py checked them at startup)."""
+    # The exporter, the batch processor and the span limits read their OTEL_* variables; the
+    # resource reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; the sampler, unless the
+    # service's default applies.
     provider = TracerProvider(
-        resource=resource, sampler=build_sampler(settings), shutdown_on_exit=False
+        resource=Resource.create(resource_attributes(environ)),
+        sampler=default_sampler(environ),
+        shutdown_on_exit=False,  # the lifespan shuts it down, bounded (`stop_tracing`)
     )
-    propagator = build_propagator(settings.otel_propagators)
-    tracing = Tracing(provider, provider.get_tracer("app"), IncomingContext(propagator))
+    tracing = Tracing(provider, provider.get_tracer("app"), IncomingContext(get_global_textmap()))
     tracing.provider.add_span_processor(tracing.counts)
-    exporter = CountingExporter(OTLPSpanExporter(endpoint=endpoint), tracing.counts)
+    exporter = CountingExporter(OTLPSpanExporter(), tracing.counts)
     tracing.provider.add_span_processor(BatchSpanProcessor(exporter))
     return tracing
+
+
+def resource_attributes(environ: Mapping[str, str]) -> dict[str, str | int]:
+    """What the service adds to the SDK's resource: each worker is an instance of its own (the
+    spans of two workers never look like one), and the service's slug is the name unless
+    OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES give one."""
+    attributes: dict[str, str | int] = {
+        SERVICE_INSTANCE_ID: uuid.uuid4().hex,
+        PROCESS_PID: os.getpid(),
+    }
+    named = environ.get("OTEL_SERVICE_NAME") or any(
+        pair.partition("=")[0].strip() == SERVICE_NAME
+        for pair in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(",")
+    )
+    if not named:
+        attributes[SERVICE_NAME] = SERVICE_SLUG
+    return attributes
+
+
+def default_sampler(environ: Mapping[str, str]) -> Sampler | None:
+    """None lets the SDK build the sampler OTEL_TRACES_SAMPLER names. Unset, the service's
+    default: a caller's decision is followed, and one new trace in ten is kept (the SDK's own
+    default keeps every one)."""
+    if environ.get("OTEL_TRACES_SAMPLER"):
+        return None
+    ratio = float(environ.get("OTEL_TRACES_SAMPLER_ARG") or DEFAULT_RATIO)
+    return ParentBased(TraceIdRatioBased(ratio))
 
 
 def traced_engine(tracing: Tracing, engine: AsyncEngine) -> AsyncEngine:
@@ -180,61 +195,6 @@ async def stop_tracing(tracing: Tracing) -> None:
     flusher = threading.Thread(target=tracing.provider.shutdown, daemon=True)
     flusher.start()
     await asyncio.to_thread(flusher.join, FLUSH_TIMEOUT_S)
-
-
-def build_sampler(settings: Settings) -> Sampler:
-    """OTEL_TRACES_SAMPLER and its ratio, never starting a trace at a lone database call."""
-    ratio = TraceIdRatioBased(settings.otel_traces_sampler_arg)
-    root = {
-        "always_on": ALWAYS_ON,
-        "always_off": ALWAYS_OFF,
-        "traceidratio": ratio,
-    }
-    name = settings.otel_traces_sampler
-    if name.startswith("parentbased_"):
-        return NoClientRoots(ParentBased(root[name.removeprefix("parentbased_")]))
-    return NoClientRoots(root[name])
-
-
-class NoClientRoots(Sampler):
-    """`sampler`'s decision, except that a client span without a parent is dropped: a
-    statement outside any request (the readiness ping, the startup budget check) is not a
-    trace of its own, and probes are never traced."""
-
-    def __init__(self, sampler: Sampler) -> None:
-        self.sampler = sampler
-
-    @override  # the SDK's Sampler interface: its positional parameters are not ours to choose
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
-    ) -> SamplingResult:
-        parent = trace.get_current_span(parent_context).get_span_context()
-        if kind is SpanKind.CLIENT and not parent.is_valid:
-            return SamplingResult(Decision.DROP)
-        return self.sampler.should_sample(
-            parent_context, trace_id, name, kind, attributes, links, trace_state
-        )
-
-    def get_description(self) -> str:
-        return f"NoClientRoots{{{self.sampler.get_description()}}}"
-
-
-def build_propagator(names: Sequence[str]) -> TextMapPropagator:
-    """OTEL_PROPAGATORS: W3C trace context and baggage; "none" propagates nothing."""
-    if "none" in names:
-        return CompositePropagator([])
-    known: dict[str, TextMapPropagator] = {
-        "tracecontext": TraceContextTextMapPropagator(),
-        "baggage": W3CBaggagePropagator(),
-    }
-    return CompositePropagator([known[name] for name in dict.fromkeys(names)])
 
 
 class IncomingContext:

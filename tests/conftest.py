@@ -3,6 +3,7 @@ shared folder (tests/run.py) and its Docker engine (tests/containers.py)."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -164,3 +165,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         run.end_sessions()
         containers.stop()
         run.end()
+
+
+@pytest.fixture(autouse=True)
+def _no_otel_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK reads OpenTelemetry's variables from the process environment: none of the
+    caller's reaches an app built in-process; a test sets the ones it needs."""
+    for name in [name for name in os.environ if name.startswith("OTEL_")]:
+        monkeypatch.delenv(name)

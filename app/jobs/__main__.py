@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import sys
 
-from app.jobs.cli import main
+from app.settings import exit_if_misconfigured
 
 if __name__ == "__main__":
+    exit_if_misconfigured()
+    from app.jobs.cli import main  # after the check: see exit_if_misconfigured
+
     sys.exit(main(sys.argv[1:]))

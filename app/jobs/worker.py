@@ -77,7 +77,7 @@ class Worker:
             update={"pool_size": settings.jobs.concurrency, "max_overflow": 0, "pgbouncer": False}
         )
         self.engine = build_engine(self.url, db, hide_parameters=settings.is_production)
-        self.tracing = open_tracing(settings)
+        self.tracing = open_tracing()
         traced = traced_engine(self.tracing, self.engine) if self.tracing else self.engine
         self.sessions = write_sessions(traced)
         await check_budget(settings, self.engine)

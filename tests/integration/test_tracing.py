@@ -53,19 +53,17 @@ async def session_engine(request: Request, session: DbSession) -> dict[str, bool
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    """A receiver, and OpenTelemetry's variables pointing at it (the SDK reads them)."""
     with otlp_receiver() as found:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", found.endpoint)
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "traced-under-test")
+        monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
         yield found
 
 
-def traced_settings(cluster: PgCluster, receiver: Receiver, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "log": {"format": "json"},
-        "otel_exporter_otlp_endpoint": receiver.endpoint,
-        "otel_service_name": "traced-under-test",
-        "otel_resource_attributes": {"deployment.environment": "test"},
-    }
-    return make_settings(cluster, **(values | overrides))
+def traced_settings(cluster: PgCluster, **overrides: Any) -> Settings:
+    return make_settings(cluster, **({"log": {"format": "json"}} | overrides))
 
 
 def traced_app(settings: Settings) -> FastAPI:
@@ -96,7 +94,7 @@ def server_spans(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
 async def test_a_request_continues_the_callers_trace_with_its_statements_as_children(
     migrated: PgCluster, receiver: Receiver
 ) -> None:
-    async with traced(traced_settings(migrated, receiver)) as client:
+    async with traced(traced_settings(migrated)) as client:
         created = await client.post(
             notes.PREFIX, json={"text": "secret-note-text"}, headers={"traceparent": SAMPLED}
         )
@@ -125,7 +123,7 @@ async def test_a_statement_that_fails_ends_its_span_as_an_error(
 ) -> None:
     """The server cancels the statement (statement_timeout): its span still ends, marked as an
     error, and the next statement on the connection gets a span of its own."""
-    settings = traced_settings(migrated, receiver, db={"statement_timeout_ms": 100})
+    settings = traced_settings(migrated, db={"statement_timeout_ms": 100})
     async with traced(settings) as client:
         slow = await client.get(
             "/_test/db-sleep", params={"seconds": 2}, headers={"traceparent": SAMPLED}
@@ -149,7 +147,7 @@ async def test_spans_hold_no_query_string_and_no_header_beyond_the_allow_list(
         "cookie": "session=cookie-value",
         "x-api-key": "key-in-header",
     }
-    async with traced(traced_settings(migrated, receiver)) as client:
+    async with traced(traced_settings(migrated)) as client:
         response = await client.get(
             f"{notes.PREFIX}/7?access_token=tok-in-query",
             headers={"traceparent": SAMPLED, "user-agent": "tracing-test/1.0", **secrets},
@@ -168,7 +166,7 @@ async def test_spans_hold_no_query_string_and_no_header_beyond_the_allow_list(
 async def test_a_500_is_an_error_span_with_its_exception_recorded_once_and_its_error_id(
     migrated: PgCluster, receiver: Receiver
 ) -> None:
-    async with traced(traced_settings(migrated, receiver)) as client:
+    async with traced(traced_settings(migrated)) as client:
         response = await client.get("/_test/boom", headers={"traceparent": SAMPLED})
         assert response.status_code == 500
     [server] = server_spans(receiver.received())
@@ -182,8 +180,11 @@ async def test_a_500_is_an_error_span_with_its_exception_recorded_once_and_its_e
     assert TRACE_ID not in response.text
 
 
-async def test_probes_and_metrics_are_never_traced(migrated: PgCluster, receiver: Receiver) -> None:
-    settings = traced_settings(migrated, receiver, otel_traces_sampler="always_on")
+async def test_probes_and_metrics_are_never_traced(
+    migrated: PgCluster, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    settings = traced_settings(migrated)
     async with traced(settings) as client:
         for path in ("/health", "/ready", "/metrics"):
             assert (await client.get(path, headers={"traceparent": SAMPLED})).status_code == 200
@@ -194,7 +195,7 @@ async def test_probes_and_metrics_are_never_traced(migrated: PgCluster, receiver
 async def test_log_lines_inside_a_request_carry_its_trace_and_span_ids(
     migrated: PgCluster, receiver: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with traced(traced_settings(migrated, receiver)) as client:
+    async with traced(traced_settings(migrated)) as client:
         capsys.readouterr()
         response = await client.get("/_test/boom", headers={"traceparent": SAMPLED})
         unsampled = await client.get("/_test/pid", headers={"traceparent": NOT_SAMPLED})
@@ -215,9 +216,10 @@ async def test_log_lines_inside_a_request_carry_its_trace_and_span_ids(
 
 
 async def test_a_caller_that_did_not_sample_is_followed(
-    migrated: PgCluster, receiver: Receiver
+    migrated: PgCluster, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = traced_settings(migrated, receiver, otel_traces_sampler_arg=1.0)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "1.0")
+    settings = traced_settings(migrated)
     async with traced(settings) as client:
         for _ in range(5):
             response = await client.get(notes.PREFIX, headers={"traceparent": NOT_SAMPLED})
@@ -227,11 +229,12 @@ async def test_a_caller_that_did_not_sample_is_followed(
 
 
 async def test_only_a_sampled_request_uses_the_engine_that_traces_statements(
-    migrated: PgCluster, receiver: Receiver
+    migrated: PgCluster, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An unsampled request's statements run on an engine without listeners: SQLAlchemy
     dispatches no event for them (the cost of tracing that samples little)."""
-    settings = traced_settings(migrated, receiver, otel_traces_sampler_arg=1.0)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "1.0")
+    settings = traced_settings(migrated)
     async with traced(settings) as client:
         for method in ("GET", "POST"):
             sampled, unsampled = [
@@ -244,15 +247,16 @@ async def test_only_a_sampled_request_uses_the_engine_that_traces_statements(
             assert unsampled.json() == {"traced": False}, method
 
 
-async def test_an_open_circuit_is_an_event_on_the_request_span(receiver: Receiver) -> None:
+async def test_an_open_circuit_is_an_event_on_the_request_span(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Nothing listens on this loopback port: every call fails and the breaker opens.
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
     settings = make_settings(
         None,
         database_url="postgresql://app@127.0.0.1:9/app",
         db={"sslmode": "disable", "connect_timeout": 0.5},
         breaker={"minimum_calls": 2, "window_size": 2},
-        otel_exporter_otlp_endpoint=receiver.endpoint,
-        otel_traces_sampler="always_on",
     )
     async with traced(settings) as client:
         statuses = [(await client.get(notes.PREFIX)).status_code for _ in range(3)]
@@ -264,11 +268,10 @@ async def test_an_open_circuit_is_an_event_on_the_request_span(receiver: Receive
 
 
 async def test_a_wait_for_a_connection_is_an_event_on_the_request_span(
-    migrated: PgCluster, receiver: Receiver
+    migrated: PgCluster, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = traced_settings(
-        migrated, receiver, otel_traces_sampler="always_on", db={"pool_size": 1}
-    )
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    settings = traced_settings(migrated, db={"pool_size": 1})
     async with traced(settings) as client:
         first = asyncio.create_task(client.get("/_test/db-sleep", params={"seconds": 0.3}))
         await asyncio.sleep(0.1)  # the first holds the only connection
@@ -307,7 +310,7 @@ async def test_with_tracing_off_nothing_traces_and_no_exporter_runs(
 async def test_with_tracing_on_the_exporter_thread_runs_only_while_the_worker_does(
     migrated: PgCluster, receiver: Receiver
 ) -> None:
-    async with traced(traced_settings(migrated, receiver)) as client:
+    async with traced(traced_settings(migrated)) as client:
         seen = await client.get("/_test/current-span")
         assert seen.json() == {"valid": True}
         assert [t for t in threading.enumerate() if t.name.startswith("OtelBatch")]

@@ -36,6 +36,18 @@ CASES: dict[str, tuple[dict[str, str], str]] = {
         {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_SAMPLER": "often"},
         "OTEL_TRACES_SAMPLER",
     ),
+    "a propagator that is not installed": (
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_PROPAGATORS": "b3"},
+        "OTEL_PROPAGATORS",
+    ),
+    "a misspelt OpenTelemetry variable": (
+        {"OTEL_TRACES_SAMPLE": "always_on"},
+        "OTEL_TRACES_SAMPLE",
+    ),
+    "exporter headers the SDK would skip": (
+        {"OTEL_EXPORTER_OTLP_HEADERS": f"x-api-key={SECRET};v2"},
+        "OTEL_EXPORTER_OTLP_HEADERS",
+    ),
     "an issuer that looks like loopback": (
         {
             "AUTH__MODE": "oidc",
@@ -118,6 +130,8 @@ JOB_CASES = {
         {"JOBS__DATABASE_URL": f"mysql://app:{SECRET}@db/app"},
         "JOBS__DATABASE_URL",
     ),
+    # FastAPI's import reads it and raises: the check must come before that import.
+    "a propagator that is not installed": ({"OTEL_PROPAGATORS": "b3"}, "OTEL_PROPAGATORS"),
 }
 
 
