@@ -15,6 +15,9 @@ run it only in a daemon they started themselves, which they remove with its imag
   PGDATA, init scripts in /docker-entrypoint-initdb.d, STOPSIGNAL SIGINT); rebuilt when that
   entrypoint changes.
 - `ghcr.io/astral-sh/uv:<version>`: the `uv` binary from PyPI's wheel, in an empty image.
+- `prom/prometheus:v<version>`: the server of Debian's `prometheus` package (installed on this
+  machine, at that version) on the Debian base above, with the official image's interface
+  (`/bin/prometheus` as the entrypoint, user nobody, data in `/prometheus`, port 9090).
 
 Root filesystems built with mmdebstrap are cached in `~/.cache/debian-base-images/`, so a
 wiped Docker store costs an import, not a rebuild.
@@ -142,10 +145,38 @@ def build_uv(image: str) -> None:
         docker("build", "--quiet", "-t", image, str(context))
 
 
+def build_prometheus(image: str) -> None:
+    version = image.split(":v")[1]
+    server = shutil.which("prometheus") or "/usr/bin/prometheus"
+    reported = subprocess.run([server, "--version"], capture_output=True, text=True, check=False)
+    if not re.search(rf"version {re.escape(version)}\b", reported.stdout + reported.stderr):
+        raise SystemExit(f"{image}: needs Debian's prometheus package at {version} here")
+    base = "debian-base-images/python-rootfs:3.11"
+    tarball = rootfs("python-3.11", ["python3", "python-is-python3", "ca-certificates"])
+    docker("import", str(tarball), base)
+    with tempfile.TemporaryDirectory() as folder:
+        context = Path(folder)
+        shutil.copy(server, context / "prometheus")
+        (context / "data").mkdir()
+        (context / "Dockerfile").write_text(
+            f"FROM {base}\n"
+            "COPY prometheus /bin/prometheus\n"
+            "COPY --chown=65534:65534 data /prometheus\n"
+            "USER 65534\n"
+            "WORKDIR /prometheus\n"
+            "EXPOSE 9090\n"
+            'ENTRYPOINT ["/bin/prometheus"]\n'
+            'CMD ["--config.file=/etc/prometheus/prometheus.yml", '
+            '"--storage.tsdb.path=/prometheus"]\n'
+        )
+        docker("build", "--quiet", "-t", image, str(context))
+
+
 BUILDERS = {
     "python:": build_python,
     "postgres:": build_postgres,
     "ghcr.io/astral-sh/uv:": build_uv,
+    "prom/prometheus:": build_prometheus,
 }
 
 

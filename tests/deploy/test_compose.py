@@ -19,9 +19,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from devtools.ports import free_port
 from tests import run
@@ -38,6 +40,7 @@ from tests.support import (
 # Waits for the run's Docker engine, which a new machine prepares in minutes (base images).
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(900)]
 UP = documented("deploy/README.md", "docker compose up")
+OBSERVABILITY_UP = documented("docs/alerts.md", "docker compose --profile observability up")
 # db healthy (2 s checks), migrations, then the app's first HEALTHCHECK after 10 s.
 HEALTHY_WITHIN_S = 60
 
@@ -57,9 +60,9 @@ class Stack:
     def compose(self, args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return self.docker.run(f"docker compose {args}", timeout=timeout, env=self.env)
 
-    def up(self) -> None:
+    def up(self, command: str = UP) -> None:
         """The documented command, in the foreground as a person runs it (here: a child)."""
-        self.up_process = spawn(UP, log=self.log, cwd=ROOT, env=self.docker.env | self.env)
+        self.up_process = spawn(command, log=self.log, cwd=ROOT, env=self.docker.env | self.env)
 
     def interrupt(self) -> int:
         """Ctrl-C in the terminal: Compose stops the containers, then exits."""
@@ -202,6 +205,53 @@ def test_compose_accepts_the_tracing_override_docs_tracing_shows(
     services = json.loads(merged.stdout)["services"]
     assert services["app"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
     assert "jaeger" in services
+
+
+def test_the_observability_profile_scrapes_every_process_with_the_shipped_rules(
+    stack: Stack,
+) -> None:
+    prometheus = f"http://127.0.0.1:{free_port()}"
+    stack.env["PROMETHEUS_PORT"] = prometheus.rsplit(":", 1)[1]
+    stack.up(OBSERVABILITY_UP)
+    stack.env["COMPOSE_PROFILES"] = "observability"  # so that the teardown's `down` removes it
+    stack.wait_healthy()
+    jobs = {SERVICE["slug"]}
+    jobs.add(f"{SERVICE['slug']}-worker")  # jobs-only
+    deadline = time.monotonic() + 60  # a 15 s scrape interval, the worker's start
+    while (up := scraped_up(prometheus)) != jobs:
+        assert time.monotonic() < deadline, (
+            f"scraped and up: {up}\n" + stack.log.read_text()[-3000:]
+        )
+        time.sleep(1)
+    shipped = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    loaded = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    assert {g["name"]: len(g["rules"]) for g in loaded} == {
+        g["name"]: len(g["rules"]) for g in shipped["groups"]
+    }
+    # ...and evaluates them: the objective's recording rule has a value.
+    deadline = time.monotonic() + 30
+    while not (objective := query(prometheus, "slo:availability:objective")):
+        assert time.monotonic() < deadline, "the rules were never evaluated"
+        time.sleep(1)
+    assert [sample["value"][1] for sample in objective] == ["0.999"]
+
+
+def query(prometheus: str, expression: str) -> list[dict[str, Any]]:
+    answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expression}, timeout=5)
+    result: list[dict[str, Any]] = answer.json()["data"]["result"]
+    return result
+
+
+def scraped_up(prometheus: str) -> set[str]:
+    """The scrape jobs whose every target Prometheus reached at its last scrape."""
+    try:
+        targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=5).json()["data"]
+    except httpx.HTTPError:
+        return set()  # not listening yet
+    health: dict[str, set[str]] = {}
+    for target in targets["activeTargets"]:
+        health.setdefault(target["labels"]["job"], set()).add(target["health"])
+    return {job for job, states in health.items() if states == {"up"}}
 
 
 # jobs-only
