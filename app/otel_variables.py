@@ -139,8 +139,8 @@ def _ratio(value: str, environ: Mapping[str, str]) -> str | None:
 
 
 def _key_values(value: str, _: Mapping[str, str]) -> str | None:
-    for item in filter(None, (part.strip() for part in value.split(","))):
-        key, sep, _rest = item.partition("=")
+    for pair in filter(None, (part.strip() for part in value.split(","))):
+        key, sep, _rest = pair.partition("=")
         if not sep or not key.strip():
             return "must be comma-separated key=value pairs (the SDK skips the others)"
     return None
@@ -152,8 +152,8 @@ HEADER = re.compile(r"[!#-'*+\-.0-9A-Z^-z|~]+[ \t]*=[ \t]*[ !#-+\--:<-\[\]-~]*")
 
 
 def _headers(value: str, _: Mapping[str, str]) -> str | None:
-    for item in filter(None, (part.strip() for part in value.split(","))):
-        if not HEADER.fullmatch(item):
+    for pair in filter(None, (part.strip() for part in value.split(","))):
+        if not HEADER.fullmatch(pair):
             return "must be comma-separated name=value pairs (the SDK skips the others)"
     return None
 
