@@ -149,6 +149,7 @@ def test_term_lets_a_running_job_finish_and_exits_0(cluster: PgCluster, tmp_path
     assert runs(cluster, "finishes") == 1
 
 
+@pytest.mark.serial  # bounds the stop in seconds: alone, after the parallel tests
 def test_term_past_the_grace_puts_the_job_back_for_another_worker(
     cluster: PgCluster, tmp_path: Path
 ) -> None:
