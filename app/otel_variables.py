@@ -39,6 +39,11 @@ def _set(environ: Mapping[str, str], name: str) -> str | None:
     return environ.get(name) or None
 
 
+def comma_separated(value: str) -> list[str]:
+    """The parts of a comma-separated OTEL_* value (pairs, names), trimmed, empty ones dropped."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
 def traces_endpoint(environ: Mapping[str, str]) -> str | None:
     """Where the exporter sends spans (its own rule), or None when tracing is off: no endpoint
     set, `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`."""
@@ -79,14 +84,18 @@ def _integer(minimum: int, unit: str = "") -> Check:
     return check
 
 
+_NON_NEGATIVE = _integer(0)
+_POSITIVE = _integer(1)
+
+
 def _limit(value: str, environ: Mapping[str, str]) -> str | None:
     if value.strip().lower() == "unset":
         return None
-    return _integer(0)(value, environ)
+    return _NON_NEGATIVE(value, environ)
 
 
 def _batch_size(value: str, environ: Mapping[str, str]) -> str | None:
-    if problem := _integer(1)(value, environ):
+    if problem := _POSITIVE(value, environ):
         return problem
     queue = environ.get("OTEL_BSP_MAX_QUEUE_SIZE", "2048").strip()
     if queue.isdigit() and int(value) > int(queue):
@@ -139,7 +148,7 @@ def _ratio(value: str, environ: Mapping[str, str]) -> str | None:
 
 
 def _key_values(value: str, _: Mapping[str, str]) -> str | None:
-    for pair in filter(None, (part.strip() for part in value.split(","))):
+    for pair in comma_separated(value):
         key, sep, _rest = pair.partition("=")
         if not sep or not key.strip():
             return "must be comma-separated key=value pairs (the SDK skips the others)"
@@ -152,7 +161,7 @@ HEADER = re.compile(r"[!#-'*+\-.0-9A-Z^-z|~]+[ \t]*=[ \t]*[ !#-+\--:<-\[\]-~]*")
 
 
 def _headers(value: str, _: Mapping[str, str]) -> str | None:
-    for pair in filter(None, (part.strip() for part in value.split(","))):
+    for pair in comma_separated(value):
         if not HEADER.fullmatch(pair):
             return "must be comma-separated name=value pairs (the SDK skips the others)"
     return None
@@ -173,7 +182,7 @@ def _installed(group: str) -> Check:
     """Names of plug-ins the SDK finds by entry point (propagators, detectors)."""
 
     def check(value: str, _: Mapping[str, str]) -> str | None:
-        names = [name.strip() for name in value.split(",") if name.strip()]
+        names = comma_separated(value)
         if group == "opentelemetry_propagator" and "none" in (n.lower() for n in names):
             return None
         missing = [name for name in names if not entry_points(group=group, name=name)]
@@ -227,7 +236,7 @@ HONOURED: dict[str, Check] = {
     "OTEL_PROPAGATORS": _installed("opentelemetry_propagator"),
     "OTEL_BSP_SCHEDULE_DELAY": _integer(1, " ms"),
     "OTEL_BSP_EXPORT_TIMEOUT": _integer(1, " ms"),
-    "OTEL_BSP_MAX_QUEUE_SIZE": _integer(1),
+    "OTEL_BSP_MAX_QUEUE_SIZE": _POSITIVE,
     "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": _batch_size,
     **dict.fromkeys(SPAN_LIMITS, _limit),
     **_exporter_variables(),

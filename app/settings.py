@@ -609,11 +609,12 @@ def load_settings(**overrides: Any) -> Settings:
     return settings
 
 
-def exit_if_misconfigured() -> None:
-    """For a command line: exit with status 2 naming every bad variable, before anything
-    imports FastAPI, whose import reads OTEL_PROPAGATORS and fails on a bad one."""
+def settings_or_exit() -> Settings:
+    """For a command line: the settings, or exit with status 2 naming every bad variable. Call
+    it before anything imports FastAPI, whose import reads OTEL_PROPAGATORS and fails on a bad
+    one."""
     try:
-        load_settings()
+        return load_settings()
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None

@@ -33,7 +33,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.otel_variables import DEFAULT_RATIO
+from app.otel_variables import DEFAULT_RATIO, comma_separated
 from app.settings import SERVICE_SLUG
 
 STATE_KEY = "tracing"
@@ -114,7 +114,7 @@ def resource_attributes(environ: Mapping[str, str]) -> dict[str, str | int]:
     }
     named = environ.get("OTEL_SERVICE_NAME") or any(
         pair.partition("=")[0].strip() == SERVICE_NAME
-        for pair in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(",")
+        for pair in comma_separated(environ.get("OTEL_RESOURCE_ATTRIBUTES", ""))
     )
     if not named:
         attributes[SERVICE_NAME] = SERVICE_SLUG

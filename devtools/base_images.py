@@ -49,6 +49,8 @@ ENTRYPOINT = Path(__file__).with_name("postgres-entrypoint.sh")
 ENTRYPOINT_LABEL = "devtools.stand-in.entrypoint"
 # Documentation, manuals and translations are not needed in a container.
 NO_CLUSTER = "'create_main_cluster = false'"
+# Debian bookworm's Python 3.11 (the python stand-in; also the base the prometheus one needs).
+PYTHON_PACKAGES = ["python3", "python-is-python3", "ca-certificates"]
 SLIM = [f"--dpkgopt=path-exclude=/usr/share/{part}/*" for part in ("doc", "man", "locale")]
 
 
@@ -94,7 +96,7 @@ def build_python(image: str) -> None:
     version = image.split(":")[1].split("-", maxsplit=1)[0]
     if version != "3.11":
         raise SystemExit(f"{image}: only Python 3.11 (Debian bookworm's) can be built here")
-    tarball = rootfs("python-3.11", ["python3", "python-is-python3", "ca-certificates"])
+    tarball = rootfs("python-3.11", PYTHON_PACKAGES)
     changes = ["ENV LANG=C.UTF-8", 'CMD ["python3"]']
     docker("import", *[f"--change={c}" for c in changes], str(tarball), image)
 
@@ -152,7 +154,7 @@ def build_prometheus(image: str) -> None:
     if not re.search(rf"version {re.escape(version)}\b", reported.stdout + reported.stderr):
         raise SystemExit(f"{image}: needs Debian's prometheus package at {version} here")
     base = "debian-base-images/python-rootfs:3.11"
-    tarball = rootfs("python-3.11", ["python3", "python-is-python3", "ca-certificates"])
+    tarball = rootfs("python-3.11", PYTHON_PACKAGES)  # the Python base's, cached: no new build
     docker("import", str(tarball), base)
     with tempfile.TemporaryDirectory() as folder:
         context = Path(folder)

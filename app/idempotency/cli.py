@@ -13,19 +13,14 @@ from sqlalchemy.engine import URL
 from app.db.engine import build_engine
 from app.db.session import write_sessions
 from app.idempotency.store import prune_expired
-from app.settings import Settings, SettingsError, load_settings
+from app.settings import Settings
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], settings: Settings) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.idempotency")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("prune", help="delete the expired keys")
     parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
     url = settings.database_url_object()
     if url is None:
         print("DATABASE_URL is not set.", file=sys.stderr)

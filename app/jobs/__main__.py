@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import sys
 
-from app.settings import exit_if_misconfigured
+from app.settings import settings_or_exit
 
 if __name__ == "__main__":
-    exit_if_misconfigured()
-    from app.jobs.cli import main  # after the check: see exit_if_misconfigured
+    settings = settings_or_exit()
+    from app.jobs.cli import main  # after the check: see settings_or_exit
 
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:], settings))

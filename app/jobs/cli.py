@@ -19,10 +19,10 @@ from app.jobs.definitions import Job, Schedule
 from app.jobs.maintenance import maintenance_schedules
 from app.jobs.worker import Worker, connect_queue, create_worker_app
 from app.logging import configure_logging
-from app.settings import Settings, SettingsError, load_settings
+from app.settings import Settings, SettingsError
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], settings: Settings) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.jobs")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("failed", help="list the jobs held as failed")
@@ -30,7 +30,6 @@ def main(argv: Sequence[str]) -> int:
     retry.add_argument("ids", nargs="+", type=int, metavar="ID")
     arguments = parser.parse_args(argv)
     try:
-        settings = load_settings()
         url = settings.jobs_database_url_object()
     except SettingsError as exc:
         print(exc, file=sys.stderr)

@@ -34,6 +34,7 @@ from tests.support import (
     ROOT,
     SERVICE,
     needs_example,
+    until,
     wait_logged_boots,
 )
 
@@ -217,23 +218,20 @@ def test_the_observability_profile_scrapes_every_process_with_the_shipped_rules(
     stack.wait_healthy()
     jobs = {SERVICE["slug"]}
     jobs.add(f"{SERVICE['slug']}-worker")  # jobs-only
-    deadline = time.monotonic() + 60  # a 15 s scrape interval, the worker's start
-    while (up := scraped_up(prometheus)) != jobs:
-        assert time.monotonic() < deadline, (
-            f"scraped and up: {up}\n" + stack.log.read_text()[-3000:]
-        )
-        time.sleep(1)
+    # A 15 s scrape interval, and the worker's start.
+    until(lambda: scraped_up(prometheus) == jobs, f"Prometheus scrapes {sorted(jobs)}", timeout=60)
     shipped = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
     loaded = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
     assert {g["name"]: len(g["rules"]) for g in loaded} == {
         g["name"]: len(g["rules"]) for g in shipped["groups"]
     }
     # ...and evaluates them: the objective's recording rule has a value.
-    deadline = time.monotonic() + 30
-    while not (objective := query(prometheus, "slo:availability:objective")):
-        assert time.monotonic() < deadline, "the rules were never evaluated"
-        time.sleep(1)
+    until(lambda: bool(query(prometheus, OBJECTIVE)), "the rules evaluated", timeout=30)
+    objective = query(prometheus, OBJECTIVE)
     assert [sample["value"][1] for sample in objective] == ["0.999"]
+
+
+OBJECTIVE = "slo:availability:objective"
 
 
 def query(prometheus: str, expression: str) -> list[dict[str, Any]]:
